@@ -1,0 +1,42 @@
+# sgap-plugins: `make demo` runs the main job, `make test` runs lint + tests in both envs.
+SHELL := /bin/bash
+COMPAT := .venv/bin/python
+LATEST := .venv-latest/bin/python
+export DGLBACKEND := pytorch
+export SGAP_DATA_ROOT ?= $(abspath ../shared/data)
+export SGAP_CACHE ?= $(abspath .cache)
+# Compile the CUDA sources in the latest env (nvcc 13.0 here, no GPU needed to compile).
+export CUDA_HOME ?= /usr/local/cuda
+export TORCH_CUDA_ARCH_LIST ?= 9.0
+
+.PHONY: env env-compat env-latest demo test test-compat test-latest lint docs bench clean
+
+env: env-compat env-latest
+
+env-compat:
+	@scripts/setup_env.sh compat
+
+env-latest:
+	@scripts/setup_env.sh latest
+
+demo: env-compat
+	$(COMPAT) -m sgap_plugins.cli train --dataset csbm --preset sgc
+	$(COMPAT) -m sgap_plugins.cli train --dataset csbm --preset pasca_v3
+
+lint: env-compat
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test-compat: env-compat
+	scripts/run_pytest.sh $(COMPAT) compat
+
+test-latest: env-latest
+	scripts/run_pytest.sh $(LATEST) latest
+
+test: lint test-compat test-latest
+
+docs: env-compat
+	.venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+clean:
+	rm -rf .venv .venv-latest .cache docs/_build

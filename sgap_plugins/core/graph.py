@@ -1,0 +1,245 @@
+"""The framework-agnostic graph container.
+
+:class:`CSRGraph` stores a (possibly weighted, possibly directed) graph in compressed sparse
+row form with **rows as destination nodes**: row ``v`` lists the in-neighbours ``u`` of ``v``,
+so one propagation step with edge weights ``W`` is
+
+.. math::
+    \\mathbf{m}'_v = \\sum_{u \\in \\mathcal{N}(v)} W_{vu} \\, \\mathbf{m}_u .
+
+Every graph that reaches an aggregator or a kernel goes through :meth:`CSRGraph.from_edge_index`
+or :meth:`CSRGraph.from_scipy`, which validate their input and raise errors that name the
+offending argument.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+INT32_MAX = 2**31 - 1
+
+
+def index_dtype(num_nodes: int) -> torch.dtype:
+    """Column index dtype: ``int32`` while node ids fit, else ``int64``."""
+    return torch.int32 if num_nodes <= INT32_MAX else torch.int64
+
+
+def _check_weight(weight: Tensor | None, num_edges: int, name: str = "edge_weight") -> None:
+    if weight is None:
+        return
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {weight.dtype}")
+    if weight.dim() != 1 or weight.numel() != num_edges:
+        raise ValueError(
+            f"{name} must have shape [num_edges] = [{num_edges}], got {list(weight.shape)}"
+        )
+    if num_edges and not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"{name} contains NaN or inf; clean the weights before propagating")
+    if num_edges and bool((weight < 0).any()):
+        raise ValueError(
+            f"{name} must be non-negative (degree normalisation takes powers of row sums)"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class CSRGraph:
+    """A validated graph in CSR form, rows = destination nodes.
+
+    Attributes:
+        rowptr: ``int64`` tensor of shape ``[N + 1]``.
+        col: column (source node) indices, ``[E]``; ``int32`` when ``N < 2**31``.
+        weight: optional ``[E]`` floating edge weights; ``None`` means every edge weighs 1.
+        num_nodes: ``N``.
+
+    This is the API an aggregator plugin may rely on: :attr:`rowptr`, :attr:`col`,
+    :attr:`weight`, :attr:`num_nodes`, :meth:`in_degree` and :meth:`with_weights`.
+    """
+
+    rowptr: Tensor
+    col: Tensor
+    weight: Tensor | None
+    num_nodes: int
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_edge_index(
+        cls,
+        edge_index: Tensor,
+        num_nodes: int | None = None,
+        edge_weight: Tensor | None = None,
+    ) -> CSRGraph:
+        """Build from a COO ``edge_index`` of shape ``[2, E]`` (row 0 = source, row 1 =
+        destination, PyG's ``flow="source_to_target"``). Duplicate edges are summed."""
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(
+                "edge_index must be a torch.Tensor of shape [2, E], "
+                f"got {type(edge_index).__name__}"
+            )
+        if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+            raise TypeError(
+                f"edge_index must hold integer node ids (int64 or int32), got dtype "
+                f"{edge_index.dtype}; convert with edge_index.long()"
+            )
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(
+                f"edge_index must have shape [2, E], got {list(edge_index.shape)}; "
+                "transpose an [E, 2] edge list with edge_index.t()"
+            )
+        num_edges = edge_index.size(1)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if num_edges else 0
+        num_nodes = _check_num_nodes(num_nodes)
+        if num_edges:
+            lo, hi = int(edge_index.min()), int(edge_index.max())
+            if lo < 0:
+                raise ValueError(f"edge_index contains a negative node id ({lo})")
+            if hi >= num_nodes:
+                raise ValueError(
+                    f"edge_index contains node id {hi} but num_nodes={num_nodes}; "
+                    f"pass num_nodes >= {hi + 1}"
+                )
+        _check_weight(edge_weight, num_edges)
+        src = edge_index[0].cpu().numpy().astype(np.int64, copy=False)
+        dst = edge_index[1].cpu().numpy().astype(np.int64, copy=False)
+        data = (
+            np.ones(num_edges, dtype=np.float32)
+            if edge_weight is None
+            else edge_weight.detach().cpu().numpy()
+        )
+        mat = sp.csr_matrix((data, (dst, src)), shape=(num_nodes, num_nodes))
+        return cls._from_csr_matrix(mat, weighted=edge_weight is not None)
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.spmatrix | sp.sparray, weighted: bool | None = None) -> CSRGraph:
+        """Build from a square scipy sparse matrix whose entry ``[v, u]`` is the weight of edge
+        ``u → v`` (rows are destinations). ``weighted=None`` keeps the values unless all are 1."""
+        if not sp.issparse(matrix):
+            raise TypeError(f"matrix must be a scipy sparse matrix, got {type(matrix).__name__}")
+        if matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix must be square, got shape {matrix.shape}")
+        mat = sp.csr_matrix(matrix)
+        mat.sum_duplicates()
+        if mat.nnz and not np.isfinite(mat.data).all():
+            raise ValueError("matrix contains NaN or inf values")
+        if mat.nnz and (mat.data < 0).any():
+            raise ValueError("matrix values (edge weights) must be non-negative")
+        if weighted is None:
+            weighted = bool(mat.nnz) and not np.all(mat.data == 1)
+        return cls._from_csr_matrix(mat, weighted=weighted)
+
+    @classmethod
+    def _from_csr_matrix(cls, mat: sp.csr_matrix, weighted: bool) -> CSRGraph:
+        mat.sum_duplicates()  # also sorts indices within each row
+        n = mat.shape[0]
+        rowptr = torch.from_numpy(mat.indptr.astype(np.int64))
+        col = torch.from_numpy(mat.indices.astype(np.int64)).to(index_dtype(n))
+        weight = torch.from_numpy(mat.data.astype(np.float32)) if weighted else None
+        return cls(rowptr, col, weight, n)
+
+    # ------------------------------------------------------------------ basic API
+    @property
+    def num_edges(self) -> int:
+        return int(self.col.numel())
+
+    def in_degree(self) -> Tensor:
+        """Weighted in-degree (row sums), ``float32`` of shape ``[N]``."""
+        if self.weight is None:
+            return (self.rowptr[1:] - self.rowptr[:-1]).to(torch.float32)
+        rows = self.row_index()
+        return torch.zeros(self.num_nodes, dtype=torch.float32).index_add_(
+            0, rows, self.weight.to(torch.float32)
+        )
+
+    def row_index(self) -> Tensor:
+        """The destination node of every edge (``int64``, ``[E]``): COO rows of the CSR."""
+        counts = self.rowptr[1:] - self.rowptr[:-1]
+        return torch.repeat_interleave(torch.arange(self.num_nodes), counts)
+
+    def with_weights(self, weight: Tensor | None) -> CSRGraph:
+        """Same structure, new edge weights (``None`` for unweighted)."""
+        _check_weight(weight, self.num_edges, "weight")
+        return CSRGraph(self.rowptr, self.col, weight, self.num_nodes)
+
+    def to_scipy(self) -> sp.csr_matrix:
+        data = (
+            np.ones(self.num_edges, dtype=np.float32)
+            if self.weight is None
+            else self.weight.numpy()
+        )
+        return sp.csr_matrix(
+            (data, self.col.numpy(), self.rowptr.numpy()), shape=(self.num_nodes, self.num_nodes)
+        )
+
+    def to_edge_index(self) -> tuple[Tensor, Tensor | None]:
+        """COO ``([2, E] edge_index, weight)`` with row 0 = source, row 1 = destination."""
+        return torch.stack([self.col.long(), self.row_index()]), self.weight
+
+    def to_torch_csr(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """A ``torch.sparse_csr_tensor`` of the weighted matrix (``int64`` indices)."""
+        values = (
+            torch.ones(self.num_edges, dtype=dtype)
+            if self.weight is None
+            else self.weight.to(dtype)
+        )
+        with warnings.catch_warnings():  # "sparse CSR support is in beta" on every call
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                self.rowptr, self.col.long(), values, (self.num_nodes, self.num_nodes)
+            )
+
+    # ------------------------------------------------------------------ transformations
+    def add_self_loops(self, fill_value: float = 1.0) -> CSRGraph:
+        """``Ã = A + I`` for nodes that have no self loop yet; existing loops keep their weight
+        (PyG's ``add_remaining_self_loops``)."""
+        mat = self.to_scipy()
+        missing = np.ones(self.num_nodes, dtype=bool)
+        missing[mat.diagonal().nonzero()[0]] = False
+        # Explicitly stored zero-weight loops count as present too.
+        rows = self.row_index().numpy()
+        loops = rows[rows == self.col.numpy()]
+        missing[loops] = False
+        eye = sp.diags(missing.astype(np.float32) * fill_value, format="csr")
+        out = (mat + eye).tocsr()
+        return CSRGraph._from_csr_matrix(out, weighted=self.weight is not None or fill_value != 1)
+
+    def symmetrize(self) -> CSRGraph:
+        """``A ∪ Aᵀ``: unweighted graphs get the union of edge sets, weighted ones the
+        element-wise maximum of ``A`` and ``Aᵀ``."""
+        mat = self.to_scipy()
+        out = mat.maximum(mat.T).tocsr()
+        return CSRGraph._from_csr_matrix(out, weighted=self.weight is not None)
+
+    def triangle_counts(self) -> Tensor:
+        """Per-edge triangle counts ``T_vu`` (``float32``, ``[E]``, aligned with :attr:`col`):
+        the number of triangles of the undirected simple graph that contain edge ``(v, u)``.
+        Self loops count 0."""
+        adj = self.to_scipy()
+        adj = adj.maximum(adj.T).tocsr()
+        adj.setdiag(0)
+        adj.eliminate_zeros()
+        adj.data[:] = 1.0
+        common = (adj @ adj).multiply(adj).tocsr()  # T_vu for the symmetrised edges
+        rows = self.row_index().numpy().copy()
+        cols = self.col.numpy().astype(np.int64)
+        counts = np.asarray(common[rows, cols]).ravel() if self.num_edges else np.zeros(0)
+        return torch.from_numpy(counts.astype(np.float32))
+
+    def __repr__(self) -> str:
+        w = "weighted" if self.weight is not None else "unweighted"
+        return f"CSRGraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, {w})"
+
+
+def _check_num_nodes(num_nodes: int) -> int:
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
+        raise TypeError(f"num_nodes must be an int, got {type(num_nodes).__name__}")
+    if num_nodes < 0:
+        raise ValueError(f"num_nodes must be >= 0, got {num_nodes}")
+    return int(num_nodes)

@@ -1,0 +1,17 @@
+"""Registers the DGL framework adapter (absent when dgl is not installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ..core.hookspecs import hookimpl
+
+
+@hookimpl
+def sgap_framework_adapters() -> list[Any]:
+    if importlib.util.find_spec("dgl") is None:
+        return []
+    from .adapter import DGLAdapter
+
+    return [DGLAdapter()]

@@ -1,0 +1,17 @@
+"""Registers the PyG framework adapter (absent when torch_geometric is not installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ..core.hookspecs import hookimpl
+
+
+@hookimpl
+def sgap_framework_adapters() -> list[Any]:
+    if importlib.util.find_spec("torch_geometric") is None:
+        return []
+    from .adapter import PyGAdapter
+
+    return [PyGAdapter()]
