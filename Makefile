@@ -28,7 +28,7 @@ lint: env-compat
 	.venv/bin/ruff format --check .
 
 test-compat: env-compat
-	scripts/run_pytest.sh $(COMPAT) compat
+	SGAP_REQUIRE_DGL=1 scripts/run_pytest.sh $(COMPAT) compat
 
 test-latest: env-latest
 	scripts/run_pytest.sh $(LATEST) latest
