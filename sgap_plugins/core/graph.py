@@ -115,7 +115,11 @@ class CSRGraph:
             else edge_weight.detach().cpu().numpy()
         )
         mat = sp.csr_matrix((data, (dst, src)), shape=(num_nodes, num_nodes))
-        return cls._from_csr_matrix(mat, weighted=edge_weight is not None)
+        mat.sum_duplicates()
+        # Duplicate edges are summed (as PyG's and DGL's message passing do): an unweighted
+        # edge list with repeated edges becomes weighted by the multiplicities.
+        weighted = edge_weight is not None or bool((mat.data != 1).any())
+        return cls._from_csr_matrix(mat, weighted=weighted)
 
     @classmethod
     def from_scipy(cls, matrix: sp.spmatrix | sp.sparray, weighted: bool | None = None) -> CSRGraph:
