@@ -1,0 +1,265 @@
+"""DGL ``nn`` modules: SGAP propagation and the full SGAP model, ``forward(graph, feat)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dgl
+import torch
+from torch import Tensor, nn
+
+from ..core.config import SGAPConfig, preset
+from ..core.graph_aggregators import GraphAggregator
+from ..core.model import SGAPModel as CoreSGAPModel
+from ..core.plugins import resolve_graph_aggregator
+from ..core.propagation import check_features, check_hops, propagate_csr
+from ..core.trainer import gather_hops
+from .adapter import check_homogeneous, dgl_to_csr
+
+
+class SGAPPropagate(nn.Module):
+    r"""Parameter-free multi-hop propagation that keeps every hop.
+
+    .. math::
+        \mathbf{M}_v = [\mathbf{x}_v, \mathbf{m}^1_v, \dots, \mathbf{m}^k_v], \qquad
+        \mathbf{m}^t = \mathrm{combine}(\mathbf{W}\mathbf{m}^{t-1}, \mathbf{X}, t)
+
+    with the graph aggregator's one-step matrix ``W`` (``aug_na``:
+    :math:`\tilde{\mathbf{D}}^{r-1}\tilde{\mathbf{A}}\tilde{\mathbf{D}}^{-r}`, ``r = 0.5`` by
+    default; ``ppr``: :math:`(1-\alpha)\hat{\mathbf{A}}\mathbf{m}^{t-1} + \alpha\mathbf{X}`).
+    Messages flow ``src → dst``. With ``aggregator="aug_na"`` the last hop is
+    :class:`dgl.nn.SGConv`'s propagation and with ``"ppr"`` :class:`dgl.nn.APPNPConv`'s, on a
+    graph that has self loops.
+
+    With ``cached=True`` the hops of the first call are kept and returned by later calls, as
+    :class:`dgl.nn.SGConv` does (transductive use: one graph, fixed features); they are then
+    computed without gradient. A later call whose graph or features differ in shape raises a
+    ``ValueError``; :meth:`reset_parameters` clears the cache. Feature *values* are not
+    compared: after changing them, call :meth:`reset_parameters`.
+
+    Args:
+        k: number of hops, ``0 ≤ k ≤ 64``.
+        aggregator: graph aggregator registry name or instance.
+        cached: keep the hops of the first call.
+        **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``, ...).
+    """
+
+    def __init__(
+        self,
+        k: int,
+        aggregator: str | GraphAggregator = "aug_na",
+        cached: bool = False,
+        **params: Any,
+    ) -> None:
+        super().__init__()
+        self.k = check_hops(k)
+        self.aggregator = resolve_graph_aggregator(aggregator, **params)
+        self.cached = bool(cached)
+        self._cached_hops: Tensor | None = None  # [k+1, N, F], contiguous
+        self._cache_key: tuple[Any, ...] | None = None
+
+    def reset_parameters(self) -> None:
+        """There are no parameters; clears the cached hops."""
+        self._cached_hops = None
+        self._cache_key = None
+
+    def forward(
+        self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None = None
+    ) -> Tensor:
+        """Propagate ``feat`` over ``graph``.
+
+        Args:
+            graph: a homogeneous ``DGLGraph`` (not a block), on any device.
+            feat: node features ``[N, F]``, finite, floating point.
+            edge_weight: optional edge weights ``[E]`` or ``[E, 1]`` that multiply ``A``.
+
+        Returns:
+            ``[N, k+1, F]`` on ``feat``'s device; ``out[:, 0]`` is ``feat``. It is a view of
+            one contiguous ``[k+1, N, F]`` buffer (``out.transpose(0, 1)``).
+        """
+        check_homogeneous(graph)
+        if self.cached and self._cached_hops is not None:
+            key = _cache_key(graph, feat, edge_weight)
+            if key != self._cache_key:
+                raise ValueError(
+                    f"{type(self).__name__}(cached=True) holds hops computed for "
+                    f"{_describe(self._cache_key)}, but got {_describe(key)}; call "
+                    "reset_parameters() to recompute, or use cached=False for changing graphs"
+                )
+            if self._cached_hops.device != feat.device:
+                self._cached_hops = self._cached_hops.to(feat.device)
+            return self._cached_hops.transpose(0, 1)
+        with (
+            graph.local_scope(),
+            torch.set_grad_enabled(torch.is_grad_enabled() and not self.cached),
+        ):
+            csr = dgl_to_csr(graph, edge_weight)
+            x = check_features(feat, csr.num_nodes, "feat")
+            hops = propagate_csr(self.aggregator.transition(csr), self.aggregator, x, self.k)
+        if self.cached:
+            self._cached_hops = hops
+            self._cache_key = _cache_key(graph, feat, edge_weight)
+        return hops.transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, aggregator={self.aggregator!r}, cached={self.cached}"
+
+
+def _cache_key(graph: dgl.DGLGraph, feat: Any, edge_weight: Tensor | None) -> tuple[Any, ...]:
+    shape = tuple(feat.shape) if isinstance(feat, Tensor) else type(feat).__name__
+    return graph.num_nodes(), graph.num_edges(), shape, edge_weight is not None
+
+
+def _describe(key: tuple[Any, ...] | None) -> str:
+    assert key is not None
+    n, e, shape, weighted = key
+    w = "weighted" if weighted else "unweighted"
+    return f"a graph of {n} nodes and {e} edges ({w}) with features of shape {list(shape)}"
+
+
+def _node_ids(nids: Any, num_nodes: int) -> Tensor:
+    """Node ids ``[B]`` (int64) from an index tensor or a boolean mask ``[N]``."""
+    if not isinstance(nids, Tensor):
+        raise TypeError(f"nids must be a tensor of node ids or a boolean mask, got {type(nids)}")
+    if nids.dtype == torch.bool:
+        if nids.dim() != 1 or nids.numel() != num_nodes:
+            raise ValueError(
+                f"nids as a boolean mask must have shape [num_nodes] = [{num_nodes}], "
+                f"got {list(nids.shape)}"
+            )
+        return nids.nonzero().flatten()
+    if nids.is_floating_point() or nids.dim() != 1:
+        raise TypeError(f"nids must be a 1-D integer tensor, got {nids.dtype} {list(nids.shape)}")
+    nids = nids.long()
+    if nids.numel() and (int(nids.min()) < 0 or int(nids.max()) >= num_nodes):
+        raise ValueError(f"nids holds node ids outside [0, {num_nodes})")
+    return nids
+
+
+class SGAPModel(nn.Module):
+    r"""A complete SGAP architecture as a DGL module: propagation, message aggregator, MLP.
+
+    .. math::
+        \mathbf{M}_v = [\mathbf{x}_v, \mathbf{m}^1_v, \dots, \mathbf{m}^{K_{pre}}_v], \qquad
+        \mathbf{h}_v = \mathrm{MA}(\mathbf{M}_v), \qquad
+        \hat{\mathbf{y}}_v = \mathrm{MLP}_{K_{trans}}(\mathbf{h}_v)
+
+    The propagation (``k_pre`` hops of ``ga_pre``) is computed on the first ``forward`` and
+    cached (:class:`SGAPPropagate` with ``cached=True``); every later call, in training or
+    evaluation, only gathers hop rows and runs the network. :meth:`postprocess` applies the
+    ``k_post`` steps of ``ga_post`` to the soft predictions.
+
+    The trainable part is :class:`sgap_plugins.core.model.SGAPModel` (attribute :attr:`net`),
+    so ``torch.manual_seed(s)`` followed by this constructor initialises exactly the weights
+    of the core trainer's model, and a batch of node ids sees exactly the hop rows the core
+    trainer gathers: the same seed and batch order give the same model through either path.
+
+    Args:
+        config: an :class:`~sgap_plugins.core.config.SGAPConfig` or a preset name
+            (``"sgc"``, ``"sign"``, ``"s2gc"``, ``"gbp"``, ``"appnp_post"``, ``"pasca_v1"``,
+            ``"pasca_v2"``, ``"pasca_v3"``).
+        in_feats: feature width ``F``.
+        n_classes: number of classes ``C``.
+
+    Example:
+        >>> model = SGAPModel.from_preset("pasca_v2", in_feats=F, n_classes=C)
+        >>> opt = torch.optim.Adam(model.parameters(), lr=model.config.lr)
+        >>> for batch in torch.randperm(n_train).split(256):
+        ...     loss = F.cross_entropy(model(g, feat, train_nids[batch]), y[train_nids[batch]])
+    """
+
+    def __init__(self, config: SGAPConfig | str, in_feats: int, n_classes: int) -> None:
+        super().__init__()
+        if isinstance(config, str):
+            config = preset(config)
+        if not isinstance(config, SGAPConfig):
+            raise TypeError(f"config must be an SGAPConfig or a preset name, got {config!r}")
+        if isinstance(in_feats, bool) or not isinstance(in_feats, int) or in_feats < 1:
+            raise ValueError(f"in_feats must be a positive int, got {in_feats!r}")
+        self.propagation = SGAPPropagate(
+            config.k_pre, config.ga_pre, cached=True, **config.ga_pre_params
+        )
+        self.net = CoreSGAPModel(config, in_feats, n_classes)
+
+    @classmethod
+    def from_preset(cls, name: str, in_feats: int, n_classes: int, **overrides: Any) -> SGAPModel:
+        """A model of a named preset, with optional :class:`SGAPConfig` field overrides."""
+        return cls(preset(name, **overrides), in_feats, n_classes)
+
+    @property
+    def config(self) -> SGAPConfig:
+        return self.net.config
+
+    @property
+    def in_feats(self) -> int:
+        return self.net.in_dim
+
+    @property
+    def n_classes(self) -> int:
+        return self.net.num_classes
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the network and clear the cached propagation."""
+        self.propagation.reset_parameters()
+        self.net.reset_parameters()
+
+    def forward(
+        self,
+        graph: dgl.DGLGraph,
+        feat: Tensor,
+        nids: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+    ) -> Tensor:
+        """Logits of all nodes or of the nodes ``nids``.
+
+        Args:
+            graph: a homogeneous ``DGLGraph``.
+            feat: node features ``[N, in_feats]``.
+            nids: node ids ``[B]`` or a boolean mask ``[N]``; ``None`` for every node.
+            edge_weight: optional ``[E]`` weights, used when the propagation is computed.
+
+        Returns:
+            Logits ``[B, n_classes]`` (``B = N`` without ``nids``), on ``feat``'s device.
+        """
+        if isinstance(feat, Tensor) and feat.dim() == 2 and feat.size(1) != self.in_feats:
+            raise ValueError(
+                f"feat has {feat.size(1)} columns but the model was built with "
+                f"in_feats={self.in_feats}"
+            )
+        hops = self.propagation(graph, feat, edge_weight).transpose(0, 1)  # [K+1, N, F]
+        n = hops.size(1)
+        idx = torch.arange(n) if nids is None else _node_ids(nids, n)
+        return self.net(gather_hops(hops, idx.to(hops.device)))
+
+    def postprocess(
+        self, graph: dgl.DGLGraph, logits: Tensor, edge_weight: Tensor | None = None
+    ) -> Tensor:
+        r"""SGAP's post-processing: ``k_post`` steps of ``ga_post`` on the soft predictions,
+
+        .. math::
+            \mathbf{P}^0 = \mathrm{softmax}(\text{logits}), \qquad
+            \mathbf{P}^t = \mathrm{combine}(\mathbf{W}\mathbf{P}^{t-1}, \mathbf{P}^0, t).
+
+        With ``ga_post="ppr"`` (``alpha=a``) this is
+        ``dgl.nn.LabelPropagation(k_post, alpha=1 - a, norm_type="sym", clamp=False)`` applied
+        to the probabilities without a mask, on a symmetric graph with self loops.
+
+        Args:
+            graph: the ``DGLGraph`` of all ``N`` nodes.
+            logits: ``[N, C]`` logits of every node.
+            edge_weight: optional ``[E]`` edge weights.
+
+        Returns:
+            Probabilities ``[N, C]`` on ``logits``' device (``softmax(logits)`` when
+            ``k_post == 0``).
+        """
+        return self.net.postprocess(dgl_to_csr(graph, edge_weight), logits)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_feats={self.in_feats}, n_classes={self.n_classes}, "
+            f"architecture={self.config.label()!r}"
+        )
+
+
+__all__ = ["SGAPModel", "SGAPPropagate"]
