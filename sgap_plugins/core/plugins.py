@@ -3,167 +3,411 @@
 One :class:`pluggy.PluginManager` named ``"sgap_plugins"`` holds the built-ins
 (:mod:`sgap_plugins.core.builtins`), the PyG and DGL adapters and every third-party plugin
 declared in the ``sgap_plugins`` entry-point group. Entry points are loaded lazily on first
-use, one at a time, so a plugin that fails to import is reported in a warning and skipped
-while the rest keeps working.
+use, one at a time, so that a broken plugin is reported and skipped while the rest keeps
+working. Every problem (a plugin that fails to import, a hook that raises or returns
+something other than a list of proper classes, a name that is already taken, an aggregator
+that fails its self-check) is reported once as a :class:`PluginWarning` naming the plugin,
+its distribution and the problem, and is listed by ``sgap plugins``.
+
+A newly registered aggregator is offered only after a self-check on a tiny graph
+(:func:`check_graph_aggregator`, :func:`check_message_aggregator`); plugin authors can call
+the same functions in their own tests.
 
 ``SGAP_PLUGINS`` selects the external plugins (those not shipped in ``sgap-plugins``
-itself): unset loads all, ``0`` loads none, ``a,b`` loads the entry points named ``a`` and
-``b`` only.
+itself): unset loads all, ``0`` (or empty) loads none, ``a,b`` loads the entry points named
+``a`` and ``b`` only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.metadata
 import os
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
+import torch
+from torch import Tensor
 
 from . import builtins, hookspecs
+from .adapters import FrameworkAdapter
+from .graph import CSRGraph
 from .graph_aggregators import GraphAggregator
 from .message_aggregators import MessageAggregator
 
 OWN_DISTRIBUTION = "sgap-plugins"
+ENV_VAR = "SGAP_PLUGINS"
 
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
 
 
+class PluginCheckError(ValueError):
+    """An aggregator class failed its registration self-check."""
+
+
 @dataclass
 class PluginRecord:
-    """What one plugin registered (for ``sgap plugins``)."""
+    """What one plugin is and what it registered (for ``sgap plugins``).
+
+    ``status`` is ``"loaded"`` (registered with the plugin manager, possibly with
+    ``problems``), ``"failed"`` (could not be loaded at all) or ``"disabled"`` (skipped
+    because ``SGAP_PLUGINS`` does not name it).
+    """
 
     name: str
     distribution: str | None = None
     version: str | None = None
+    module: str | None = None
+    status: str = "loaded"
     graph_aggregators: list[str] = field(default_factory=list)
     message_aggregators: list[str] = field(default_factory=list)
     framework_adapters: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
+    def describe(self) -> str:
+        """``plugin 'x' (distribution 'pkg' 1.0)`` for messages."""
+        if self.distribution is None:
+            return f"plugin {self.name!r}"
+        version = f" {self.version}" if self.version else ""
+        return f"plugin {self.name!r} (distribution {self.distribution!r}{version})"
+
+
+# ---------------------------------------------------------------------- self-checks
+def _tiny_graphs() -> list[CSRGraph]:
+    """Five nodes: a triangle 0-1-2, a directed edge 2 → 3 and an isolated node 4; once
+    unweighted and once with unequal positive weights."""
+    src = torch.tensor([0, 1, 1, 2, 2, 0, 2])
+    dst = torch.tensor([1, 0, 2, 1, 0, 2, 3])
+    edge_index = torch.stack([src, dst])
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.25])
+    return [
+        CSRGraph.from_edge_index(edge_index, 5),
+        CSRGraph.from_edge_index(edge_index, 5, weight),
+    ]
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+@contextlib.contextmanager
+def _cheap_torch() -> Iterator[None]:
+    """One intra-op thread, the global random state restored and no autograd: the checks
+    touch tensors of a few dozen elements, where thread start-up dominates (20x slower on a
+    busy machine) and where they must not change what a seeded program draws next."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _call(what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, turning any exception into a :class:`PluginCheckError` about ``what``."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise PluginCheckError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def check_graph_aggregator(cls: type[GraphAggregator]) -> None:
+    """Self-check of a graph aggregator class before it is offered.
+
+    Instantiates ``cls()`` (every parameter needs a default), then on a 5-node graph
+    (unweighted and weighted, with a directed edge and an isolated node) checks that
+    :meth:`~GraphAggregator.transition` returns a :class:`CSRGraph` of 5 nodes with finite
+    weights and that two steps ``m^t = combine(W m^{t-1}, m^0, t)`` give finite floating
+    ``[5, 3]`` tensors without modifying ``m^0``. Takes a few milliseconds.
+
+    Raises:
+        PluginCheckError: naming the first problem found.
+    """
+    with _cheap_torch():
+        agg = _call(f"{cls.__name__}() (every parameter needs a default)", cls)
+        x = torch.linspace(-1.0, 1.0, 15).reshape(5, 3)
+        for graph in _tiny_graphs():
+            kind = "weighted" if graph.weight is not None else "unweighted"
+            w = _call(f"transition() of a tiny {kind} graph", agg.transition, graph)
+            if not isinstance(w, CSRGraph) or w.num_nodes != graph.num_nodes:
+                got = f"{w.num_nodes} nodes" if isinstance(w, CSRGraph) else _describe(w)
+                raise PluginCheckError(
+                    f"transition() of a {graph.num_nodes}-node {kind} graph returned {got}; "
+                    f"expected a CSRGraph of {graph.num_nodes} nodes"
+                )
+            if w.weight is not None and not _finite(w.weight):
+                raise PluginCheckError(f"transition() gives NaN or inf weights ({kind} graph)")
+            matrix = w.to_torch_csr(torch.float32)
+            m0 = x.clone()
+            prev = m0
+            for t in (1, 2):
+                cur = _call(f"combine(..., t={t})", agg.combine, matrix @ prev, m0, t)
+                if (
+                    not isinstance(cur, Tensor)
+                    or cur.shape != x.shape
+                    or not cur.is_floating_point()
+                ):
+                    raise PluginCheckError(
+                        f"combine(..., t={t}) returned {_describe(cur)}; expected a floating "
+                        f"tensor of shape {list(x.shape)}"
+                    )
+                if not _finite(cur):
+                    raise PluginCheckError(f"hop {t} has NaN or inf ({kind} graph)")
+                prev = cur
+            if not torch.equal(m0, x):
+                raise PluginCheckError("combine() modified the hop-0 message m0 in place")
+
+
+def check_message_aggregator(cls: type[MessageAggregator]) -> None:
+    """Self-check of a message aggregator class before it is offered.
+
+    For ``num_hops`` 1 (``K = 0``) and 3, instantiates ``cls(num_hops, 4)`` and checks that
+    :attr:`~MessageAggregator.out_dim` is a positive int and that ``forward`` maps hops
+    ``[2, num_hops, 4]`` to a finite floating ``[2, out_dim]`` tensor (in eval mode, without
+    gradients). The global random state is left untouched. Takes about a millisecond.
+
+    Raises:
+        PluginCheckError: naming the first problem found.
+    """
+    in_dim, batch = 4, 2
+    with _cheap_torch():
+        for num_hops in (1, 3):
+            module = _call(
+                f"{cls.__name__}(num_hops={num_hops}, in_dim={in_dim})", cls, num_hops, in_dim
+            )
+            out_dim = getattr(module, "out_dim", None)
+            if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+                raise PluginCheckError(f"out_dim is {out_dim!r}, not a positive int")
+            hops = torch.linspace(-1.0, 1.0, batch * num_hops * in_dim)
+            hops = hops.reshape(batch, num_hops, in_dim)
+            module.eval()
+            out = _call(f"forward() of hops {list(hops.shape)}", module, hops)
+            if (
+                not isinstance(out, Tensor)
+                or tuple(out.shape) != (batch, out_dim)
+                or not out.is_floating_point()
+            ):
+                raise PluginCheckError(
+                    f"forward() of hops {list(hops.shape)} returned {_describe(out)}; "
+                    f"expected a floating tensor of shape [{batch}, out_dim={out_dim}]"
+                )
+            if not _finite(out):
+                raise PluginCheckError(f"forward() of hops {list(hops.shape)} gives NaN or inf")
+
+
+_KINDS = {
+    "sgap_graph_aggregators": ("graph aggregator", GraphAggregator, check_graph_aggregator),
+    "sgap_message_aggregators": ("message aggregator", MessageAggregator, check_message_aggregator),
+}
+
+
+# ---------------------------------------------------------------------- the registry
 class _Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.pm.register(builtins, name="builtins")
-        self.records: dict[str, PluginRecord] = {
-            "builtins": PluginRecord("builtins", OWN_DISTRIBUTION, _own_version())
-        }
+        self.records: list[PluginRecord] = [
+            PluginRecord("builtins", OWN_DISTRIBUTION, _own_version(), builtins.__name__)
+        ]
         self.graph_aggregators: dict[str, type[GraphAggregator]] = {}
         self.message_aggregators: dict[str, type[MessageAggregator]] = {}
         self.framework_adapters: list[Any] = []
+        self._owner: dict[tuple[str, str], str] = {}  # (hook, registered name) -> plugin
         self._load_entry_points()
-        self._collect()
+        self._check_unknown_hooks()
+        self._collect_aggregators()
+        self._collect_adapters()
 
     # -------------------------------------------------------------- loading
     def _load_entry_points(self) -> None:
-        selection = os.environ.get("SGAP_PLUGINS")
+        selection = os.environ.get(ENV_VAR)
         wanted = None
         if selection is not None:
-            wanted = {s.strip() for s in selection.split(",") if s.strip() and s.strip() != "0"}
-        eps = importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME)
-        for ep in eps:
+            wanted = {s.strip() for s in selection.split(",")} - {"", "0"}
+        seen: set[str] = set()
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
-            version = ep.dist.version if ep.dist is not None else None
-            external = dist != OWN_DISTRIBUTION
-            if external and wanted is not None and ep.name not in wanted:
+            record = PluginRecord(
+                ep.name, dist, ep.dist.version if ep.dist is not None else None, ep.value
+            )
+            if ep.name in seen or ep.name == "builtins":
+                owner = self.record(ep.name)
+                record.status = "failed"
+                self.records.append(record)
+                self._problem(
+                    record,
+                    f"uses the entry-point name {ep.name!r}, which "
+                    + (f"{owner.describe()} already uses" if owner else "is reserved")
+                    + "; rename the entry point; the plugin is skipped",
+                )
                 continue
-            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+            seen.add(ep.name)
+            self.records.append(record)
+            if dist != OWN_DISTRIBUTION and wanted is not None and ep.name not in wanted:
+                record.status = "disabled"
                 continue
-            record = PluginRecord(ep.name, dist, version)
-            self.records[ep.name] = record
             try:
                 # pluggy's own loader, restricted to this entry point so that one plugin's
-                # import error does not stop the others.
+                # failure does not stop the others.
                 self.pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-                self._problem(record, f"failed to import ({type(exc).__name__}: {exc})")
+            except pluggy.PluginValidationError as exc:
+                record.status = "failed"
+                self._problem(record, f"is not a valid plugin ({exc}); the plugin is skipped")
+            except Exception as exc:
+                record.status = "failed"
+                self._problem(
+                    record,
+                    f"failed to import {ep.value!r} ({type(exc).__name__}: {exc}); "
+                    "the plugin is skipped",
+                )
+        for name in sorted((wanted or set()) - seen):
+            warnings.warn(
+                f"sgap_plugins: {ENV_VAR} names {name!r}, but no installed distribution has an "
+                f"entry point of that name in the {hookspecs.PROJECT_NAME!r} group",
+                PluginWarning,
+                stacklevel=2,
+            )
+
+    def record(self, name: str) -> PluginRecord | None:
+        for record in self.records:
+            if record.name == name and record.status != "failed":
+                return record
+        return None
+
+    def _record_of(self, plugin: object) -> PluginRecord:
+        name = self.pm.get_name(plugin) or repr(plugin)
+        record = self.record(name)
+        if record is None:  # registered directly with pm.register(...) by the caller
+            record = PluginRecord(name, module=getattr(plugin, "__name__", None))
+            self.records.append(record)
+        return record
 
     def _problem(self, record: PluginRecord, message: str) -> None:
         record.problems.append(message)
-        dist = f" from distribution {record.distribution!r}" if record.distribution else ""
-        warnings.warn(
-            f"sgap_plugins: plugin {record.name!r}{dist} {message}; it is skipped",
-            PluginWarning,
-            stacklevel=4,
-        )
+        warnings.warn(f"sgap_plugins: {record.describe()} {message}", PluginWarning, stacklevel=2)
 
-    # -------------------------------------------------------------- collection
-    def _collect(self) -> None:
-        kinds = (
-            (
-                "sgap_graph_aggregators",
-                GraphAggregator,
-                self.graph_aggregators,
-                "graph_aggregators",
-            ),
-            (
-                "sgap_message_aggregators",
-                MessageAggregator,
-                self.message_aggregators,
-                "message_aggregators",
-            ),
-        )
-        for hook_name, base, table, attr in kinds:
-            for record, result in self._call_each(hook_name):
-                for cls in result:
-                    problem = _check_class(cls, base, table)
-                    if problem:
-                        self._problem(record, problem)
-                        continue
-                    table[cls.name] = cls
-                    getattr(record, attr).append(cls.name)
-        for record, result in self._call_each("sgap_framework_adapters"):
-            for adapter in result:
-                if not all(hasattr(adapter, a) for a in ("name", "accepts", "to_csr")):
+    def _check_unknown_hooks(self) -> None:
+        """Report implementations of hooks that do not exist (usually a typo), as pytest's
+        ``check_pending`` does, without rejecting the plugin's other hooks."""
+        known = sorted(_KINDS) + ["sgap_framework_adapters"]
+        for name, caller in sorted(vars(self.pm.hook).items()):
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if not impl.optionalhook:
                     self._problem(
-                        record,
-                        f"returned {adapter!r}, which is not a framework adapter "
-                        "(needs name, accepts and to_csr)",
+                        self._record_of(impl.plugin),
+                        f"implements {name}(), which is not an sgap_plugins hook "
+                        f"(known hooks: {', '.join(known)}); it is ignored",
                     )
-                    continue
-                self.framework_adapters.append(adapter)
-                record.framework_adapters.append(adapter.name)
 
     def _call_each(self, hook_name: str) -> Iterator[tuple[PluginRecord, list[Any]]]:
         """Call every implementation of a hook separately, so that one raising or returning
-        garbage is reported and skipped (pluggy's ``hook()`` would stop at the first error)."""
+        something other than a list is reported and skipped (pluggy's ``hook()`` would stop
+        at the first error). Built-ins come first, then plugins in entry-point order."""
         hook = getattr(self.pm.hook, hook_name)
-        # pluggy lists implementations last-registered first; reverse so built-ins come first.
+        # pluggy lists implementations last-registered first; reverse to registration order.
         for impl in reversed(hook.get_hookimpls()):
-            name = self.pm.get_name(impl.plugin) or impl.plugin_name
-            record = self.records.setdefault(name, PluginRecord(name))
+            record = self._record_of(impl.plugin)
             try:
                 result = impl.function()
-            except Exception as exc:  # noqa: BLE001 - isolate third-party failures
-                self._problem(record, f"raised in {hook_name}() ({type(exc).__name__}: {exc})")
+            except Exception as exc:
+                self._problem(
+                    record,
+                    f"raised {type(exc).__name__} in {hook_name}() ({exc}); "
+                    "what it registers there is skipped",
+                )
                 continue
             if result is None:
                 continue
             if not isinstance(result, (list, tuple)):
                 self._problem(
-                    record, f"returned {type(result).__name__} from {hook_name}(), not a list"
+                    record,
+                    f"returned {type(result).__name__} from {hook_name}(), not a list; "
+                    "what it registers there is skipped",
                 )
                 continue
             yield record, list(result)
 
+    # -------------------------------------------------------------- collection
+    def _collect_aggregators(self) -> None:
+        tables = {
+            "sgap_graph_aggregators": (self.graph_aggregators, "graph_aggregators"),
+            "sgap_message_aggregators": (self.message_aggregators, "message_aggregators"),
+        }
+        for hook_name, (kind, base, check) in _KINDS.items():
+            table, attr = tables[hook_name]
+            for record, result in self._call_each(hook_name):
+                for cls in result:
+                    problem = _class_problem(cls, base, kind)
+                    if problem is None and cls.name in table and table[cls.name] is not cls:
+                        owner = self._owner[(hook_name, cls.name)]
+                        taken = table[cls.name]
+                        problem = (
+                            f"registers {kind} {cls.name!r} ({_qualname(cls)}), but that name "
+                            f"is already taken by {_qualname(taken)} of plugin {owner!r}"
+                        )
+                    if problem is None and cls.name not in table:
+                        try:
+                            check(cls)
+                        except PluginCheckError as exc:
+                            problem = (
+                                f"registers {kind} {cls.name!r} ({_qualname(cls)}), which fails "
+                                f"its self-check: {exc}"
+                            )
+                    if problem is not None:
+                        self._problem(record, problem + "; it is skipped")
+                        continue
+                    table[cls.name] = cls
+                    self._owner[(hook_name, cls.name)] = record.name
+                    getattr(record, attr).append(cls.name)
 
-def _check_class(cls: Any, base: type, table: dict[str, type]) -> str | None:
+    def _collect_adapters(self) -> None:
+        for record, result in self._call_each("sgap_framework_adapters"):
+            for adapter in result:
+                name = getattr(adapter, "name", None)
+                if not isinstance(adapter, FrameworkAdapter) or not isinstance(name, str):
+                    problem = (
+                        f"returned {adapter!r} from sgap_framework_adapters(), which is not a "
+                        "framework adapter (needs a str name, accepts, to_csr and from_csr)"
+                    )
+                elif any(a.name == name for a in self.framework_adapters):
+                    problem = f"registers framework adapter {name!r}, a name already taken"
+                else:
+                    self.framework_adapters.append(adapter)
+                    record.framework_adapters.append(name)
+                    continue
+                self._problem(record, problem + "; it is skipped")
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _class_problem(cls: Any, base: type, kind: str) -> str | None:
     if not isinstance(cls, type) or not issubclass(cls, base) or cls is base:
-        return f"registered {cls!r}, which is not a subclass of {base.__name__}"
+        return f"returned {cls!r}, which is not a subclass of {base.__name__}"
     name = getattr(cls, "name", "")
     if not isinstance(name, str) or not name:
-        return f"registered {cls.__name__} without a class attribute `name`"
-    if name in table and table[name] is not cls:
-        return f"registered {cls.__name__} under the name {name!r}, already taken by " + (
-            f"{table[name].__module__}.{table[name].__name__}"
-        )
+        return f"registers {kind} {_qualname(cls)} without a class attribute `name`"
     return None
 
 
@@ -175,38 +419,61 @@ def _own_version() -> str | None:
 
 
 _registry: _Registry | None = None
-_lock = threading.Lock()
+_building = False
+_lock = threading.RLock()
 
 
 def registry() -> _Registry:
     """The process-wide registry, created (and entry points loaded) on first use."""
-    global _registry
+    global _registry, _building
     with _lock:
         if _registry is None:
-            _registry = _Registry()
+            if _building:
+                raise RuntimeError(
+                    "a plugin looked up the sgap_plugins registry while plugins were being "
+                    "loaded; look aggregators up when they are used, not at import time"
+                )
+            _building = True
+            try:
+                _registry = _Registry()
+            finally:
+                _building = False
         return _registry
 
 
 def reload_plugins() -> None:
-    """Forget the loaded plugins; the next look-up loads entry points again."""
+    """Forget the loaded plugins; the next look-up loads entry points again (after
+    ``importlib.invalidate_caches()``, so distributions installed or removed since are seen).
+    """
     global _registry
     with _lock:
+        importlib.invalidate_caches()
         _registry = None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
+    """The ``pluggy.PluginManager`` holding the built-ins and the loaded plugins."""
     return registry().pm
 
 
+def plugin_records() -> list[PluginRecord]:
+    """Every plugin seen: loaded, failed or disabled, with what it registered and its
+    problems (in load order, built-ins first)."""
+    return list(registry().records)
+
+
 def graph_aggregator_classes() -> dict[str, type[GraphAggregator]]:
+    """Registry name → class of every graph aggregator that passed its self-check."""
     return dict(registry().graph_aggregators)
 
 
 def message_aggregator_classes() -> dict[str, type[MessageAggregator]]:
+    """Registry name → class of every message aggregator that passed its self-check."""
     return dict(registry().message_aggregators)
 
 
 def framework_adapters() -> list[Any]:
+    """The registered framework adapters (PyG, DGL, third parties') in load order."""
     return list(registry().framework_adapters)
 
 
@@ -238,6 +505,7 @@ def resolve_graph_aggregator(aggregator: str | GraphAggregator, **params: Any) -
 
 
 def message_aggregator_class(name: str) -> type[MessageAggregator]:
+    """The message aggregator class registered under ``name``."""
     classes = registry().message_aggregators
     if name not in classes:
         raise _unknown("message aggregator", name, classes)
