@@ -23,7 +23,10 @@ from .graph import CSRGraph
 
 
 def _inv_pow(deg: Tensor, exponent: float) -> Tensor:
-    """``deg ** -exponent`` with ``0 ** -e := 0`` so that zero-degree nodes send nothing."""
+    """``deg ** -exponent`` with ``0 ** -e := 0`` so that zero-degree nodes send nothing
+    (``exponent == 0`` is the identity factor ``1``: ``r = 0`` rows must still sum to 1)."""
+    if exponent == 0:
+        return torch.ones_like(deg)
     out = deg.pow(-exponent)
     out[deg == 0] = 0.0
     return out
@@ -113,6 +116,11 @@ class AugNormAdj(GraphAggregator):
     def transition(self, graph: CSRGraph) -> CSRGraph:
         if self.add_self_loops:
             graph = graph.add_self_loops()
+        if graph.weight is not None and bool((graph.weight == 0).any()):
+            # Zero-weight edges carry nothing; dropping them lets a degree-0 node keep its own
+            # message (keep_isolated) instead of collapsing to zero.
+            ei, w0 = graph.to_edge_index()
+            graph = CSRGraph.from_edge_index(ei[:, w0 != 0], graph.num_nodes, w0[w0 != 0])
         deg = graph.in_degree()
         rows = graph.row_index()
         w = torch.ones(graph.num_edges) if graph.weight is None else graph.weight.float()
