@@ -31,11 +31,14 @@ class SGAPPropagate(nn.Module):
     :class:`dgl.nn.SGConv`'s propagation and with ``"ppr"`` :class:`dgl.nn.APPNPConv`'s, on a
     graph that has self loops.
 
+    The propagation is SGAP's pre-processing: a constant computed without gradient (no
+    gradient flows to ``feat`` or ``edge_weight``) by the core's propagation kernels.
+
     With ``cached=True`` the hops of the first call are kept and returned by later calls, as
-    :class:`dgl.nn.SGConv` does (transductive use: one graph, fixed features); they are then
-    computed without gradient. A later call whose graph or features differ in shape raises a
-    ``ValueError``; :meth:`reset_parameters` clears the cache. Feature *values* are not
-    compared: after changing them, call :meth:`reset_parameters`.
+    :class:`dgl.nn.SGConv` does (transductive use: one graph, fixed features). A later call
+    whose graph or features differ in shape raises a ``ValueError``; :meth:`reset_parameters`
+    clears the cache. Feature *values* are not compared: after changing them, call
+    :meth:`reset_parameters`.
 
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.
@@ -89,10 +92,7 @@ class SGAPPropagate(nn.Module):
             if self._cached_hops.device != feat.device:
                 self._cached_hops = self._cached_hops.to(feat.device)
             return self._cached_hops.transpose(0, 1)
-        with (
-            graph.local_scope(),
-            torch.set_grad_enabled(torch.is_grad_enabled() and not self.cached),
-        ):
+        with graph.local_scope(), torch.no_grad():
             csr = dgl_to_csr(graph, edge_weight)
             x = check_features(feat, csr.num_nodes, "feat")
             hops = propagate_csr(self.aggregator.transition(csr), self.aggregator, x, self.k)
