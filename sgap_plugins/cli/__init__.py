@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import precompute, train
+from . import plugins, precompute, train
 
-COMMANDS = [train, precompute]
+COMMANDS = [train, precompute, plugins]
 
 
 def build_parser() -> argparse.ArgumentParser:
