@@ -73,6 +73,12 @@ class SGAPConfig:
         # Instantiating validates the aggregator parameters (r, alpha, ...).
         resolve_graph_aggregator(self.ga_pre, **self.ga_pre_params)
         resolve_graph_aggregator(self.ga_post, **self.ga_post_params)
+        try:  # a throw-away instance on a 1-wide input validates ma_params (beta, hidden, ...)
+            message_aggregator_classes()[self.ma](self.k_pre + 1, 1, **self.ma_params)
+        except TypeError as exc:
+            raise TypeError(
+                f"ma_params: bad parameters for message aggregator {self.ma!r}: {exc}"
+            ) from None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
