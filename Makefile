@@ -20,8 +20,8 @@ env-latest:
 	@scripts/setup_env.sh latest
 
 demo: env-compat
-	$(COMPAT) -m sgap_plugins.cli train --dataset csbm --preset sgc
-	$(COMPAT) -m sgap_plugins.cli train --dataset csbm --preset pasca_v3
+	.venv/bin/sgap train --dataset csbm --preset sgc
+	.venv/bin/sgap train --dataset csbm --preset pasca_v3
 
 lint: env-compat
 	.venv/bin/ruff check .

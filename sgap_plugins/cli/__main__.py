@@ -1,0 +1,5 @@
+"""``python -m sgap_plugins.cli`` runs the ``sgap`` command."""
+
+from . import main
+
+raise SystemExit(main())
