@@ -162,7 +162,7 @@ def test_every_preset_builds_a_working_model(name):
     loss = torch.nn.functional.cross_entropy(model(hops), torch.arange(n) % c)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
-    # post-processing: a ring graph, one prediction per node
+    # post-processing on a ring: a regular graph, so even D^-1/2 Ã D^-1/2 keeps row sums at 1
     ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
     probs = model.postprocess(ring, logits)
     assert probs.shape == (n, c)

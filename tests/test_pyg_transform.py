@@ -1,0 +1,216 @@
+"""The PyG adapter: SGAPPrecompute and SGAPPostprocess against PyG's own operators."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgap_plugins import propagate
+
+pytest.importorskip("torch_geometric")
+import torch_geometric.transforms as T  # noqa: E402
+from torch_geometric.data import Data, HeteroData  # noqa: E402
+from torch_geometric.datasets import Planetoid  # noqa: E402
+from torch_geometric.nn import APPNP  # noqa: E402
+
+from sgap_plugins.pyg import SGAPPostprocess, SGAPPrecompute  # noqa: E402
+
+
+def close(a, b, atol=1e-5, rtol=1e-5):
+    torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+@pytest.fixture
+def cora_root(data_root: Path, tmp_path: Path) -> Path:
+    """A private copy of Cora's raw files: PyG writes processed/ next to raw/, and the shared
+    data folder is read-only."""
+    src = data_root / "planetoid" / "Cora" / "raw"
+    dst = tmp_path / "Cora" / "raw"
+    dst.mkdir(parents=True)
+    for f in src.glob("ind.cora.*"):
+        shutil.copyfile(f, dst / f.name)
+    return tmp_path
+
+
+@pytest.fixture
+def cora_data(cora) -> Data:
+    return Data(x=cora.x.clone(), edge_index=cora.edge_index.clone())
+
+
+class CountingTransition:
+    """Wraps an aggregator's ``transition`` to count propagations."""
+
+    def __init__(self, transform: SGAPPrecompute):
+        self.calls = 0
+        self._inner = transform.aggregator.transition
+        transform.aggregator.transition = self
+
+    def __call__(self, graph):
+        self.calls += 1
+        return self._inner(graph)
+
+
+# ---------------------------------------------------------------------------- SGAPPrecompute
+def test_precompute_equals_pyg_sign(cora_data):
+    k = 3
+    ref = T.SIGN(k)(cora_data)
+    out = SGAPPrecompute(k=k, add_self_loops=False)(cora_data)
+    for i in range(1, k + 1):
+        close(out[f"x{i}"], ref[f"x{i}"])
+    assert "x4" not in out
+
+
+def test_precompute_hops_layout_and_shared_storage(cora_data):
+    k = 2
+    out = SGAPPrecompute(k=k)(cora_data)
+    hops = out.sgap_hops
+    n, f = cora_data.x.shape
+    assert hops.shape == (k + 1, n, f) and hops.is_contiguous()
+    assert torch.equal(hops[0], cora_data.x)
+    for i in range(1, k + 1):
+        xi = out[f"x{i}"]
+        assert xi.untyped_storage().data_ptr() == hops.untyped_storage().data_ptr()
+        assert xi.data_ptr() == hops[i].data_ptr()
+    # with self loops: the same as sgap_plugins.propagate with the default aug_na
+    close(hops, propagate(cora_data.edge_index, cora_data.x, k))
+
+
+def test_precompute_does_not_mutate_callers_data(cora_data):
+    keys_before = set(cora_data.keys())
+    x_before = cora_data.x.clone()
+    out = SGAPPrecompute(k=2)(cora_data)
+    assert out is not cora_data
+    assert set(cora_data.keys()) == keys_before
+    assert "x1" not in cora_data and "sgap_hops" not in cora_data
+    assert torch.equal(cora_data.x, x_before)
+    assert "x1" in out and "sgap_hops" in out
+
+
+def test_precompute_memoises_and_recomputes_on_change(cora_data):
+    t = SGAPPrecompute(k=2)
+    counter = CountingTransition(t)
+    a = t(cora_data)
+    b = t(cora_data)
+    assert counter.calls == 1
+    assert b.sgap_hops is a.sgap_hops
+    changed = Data(x=cora_data.x * 2, edge_index=cora_data.edge_index)
+    c = t(changed)
+    assert counter.calls == 2
+    close(c.sgap_hops, a.sgap_hops * 2)
+    rewired = Data(x=cora_data.x, edge_index=cora_data.edge_index[:, :-2])
+    t(rewired)
+    assert counter.calls == 3
+
+
+def test_precompute_as_dataset_transform_propagates_once(cora_root, cora):
+    t = SGAPPrecompute(k=2, add_self_loops=False)
+    counter = CountingTransition(t)
+    ds = Planetoid(str(cora_root), "Cora", transform=t)
+    first = ds[0]
+    for _ in range(3):
+        again = ds[0]
+    assert counter.calls == 1
+    assert again.sgap_hops is first.sgap_hops
+    ref = T.SIGN(2)(Planetoid(str(cora_root), "Cora")[0])
+    close(first.x1, ref.x1)
+    close(first.x2, ref.x2)
+    assert first.sgap_hops.shape == (3, *first.x.shape)
+
+
+def test_precompute_as_pre_transform(cora_root):
+    ds = Planetoid(str(cora_root), "Cora", pre_transform=SGAPPrecompute(k=2, aggregator="ppr"))
+    data = ds[0]
+    expected = propagate(data.edge_index, data.x, 2, "ppr", alpha=0.1)
+    close(data.x1, expected[1])
+    close(data.x2, expected[2])
+    close(data.sgap_hops, expected)
+    # the processed file is reused: a second dataset object does not recompute
+    t = SGAPPrecompute(k=2, aggregator="ppr")
+    counter = CountingTransition(t)
+    again = Planetoid(str(cora_root), "Cora", pre_transform=t)[0]
+    assert counter.calls == 0
+    close(again.x2, expected[2])
+
+
+def test_precompute_aggregator_params_and_dtype(cora_data):
+    out = SGAPPrecompute(k=2, aggregator="ppr", alpha=0.3, dtype=torch.bfloat16)(cora_data)
+    assert out.sgap_hops.dtype == torch.bfloat16
+    ref = APPNP(K=2, alpha=0.3)(cora_data.x, cora_data.edge_index)
+    close(out.x2.float(), ref, atol=1e-5, rtol=2**-8)
+
+
+def test_precompute_uses_edge_weight():
+    ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    w = torch.tensor([1.0, 1.0, 3.0, 3.0])
+    x = torch.randn(3, 2)
+    out = SGAPPrecompute(k=2)(Data(x=x, edge_index=ei, edge_weight=w))
+    close(out.sgap_hops, propagate(ei, x, 2, edge_weight=w))
+    unweighted = SGAPPrecompute(k=2)(Data(x=x, edge_index=ei))
+    assert not torch.allclose(unweighted.x2, out.x2)
+
+
+def test_precompute_errors():
+    hetero = HeteroData()
+    hetero["paper"].x = torch.randn(3, 2)
+    hetero["paper", "cites", "paper"].edge_index = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(TypeError, match="HeteroData"):
+        SGAPPrecompute(k=2)(hetero)
+    with pytest.raises(ValueError, match="data.x"):
+        SGAPPrecompute(k=2)(Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2))
+    with pytest.raises(ValueError, match="data.x"):
+        SGAPPrecompute(k=2)(Data(x=torch.tensor([[float("nan")], [0.0]]), num_nodes=2,
+                                 edge_index=torch.tensor([[0], [1]])))  # fmt: skip
+    with pytest.raises(ValueError, match="k must"):
+        SGAPPrecompute(k=-1)
+    with pytest.raises(ValueError, match="r must"):
+        SGAPPrecompute(k=2, r=3.0)
+    with pytest.raises(ValueError, match="unknown graph aggregator"):
+        SGAPPrecompute(k=2, aggregator="nope")
+
+
+def test_precompute_repr():
+    assert repr(SGAPPrecompute(k=3)) == (
+        "SGAPPrecompute(k=3, aggregator=AugNormAdj(r=0.5, add_self_loops=True))"
+    )
+    assert repr(SGAPPrecompute(k=2, aggregator="ppr", alpha=0.2)) == (
+        "SGAPPrecompute(k=2, aggregator=PersonalizedPageRank(alpha=0.2, add_self_loops=True))"
+    )
+
+
+# ---------------------------------------------------------------------------- SGAPPostprocess
+@pytest.mark.parametrize("k, alpha", [(10, 0.1), (3, 0.3)])
+def test_postprocess_equals_appnp_of_softmax(cora, k, alpha):
+    logits = torch.randn(cora.num_nodes, 7, generator=torch.Generator().manual_seed(0))
+    data = Data(edge_index=cora.edge_index, num_nodes=cora.num_nodes, pred=logits)
+    t = SGAPPostprocess(k=k, alpha=alpha)
+    out = t(data)
+    ref = APPNP(K=k, alpha=alpha)(torch.softmax(logits, -1), cora.edge_index)
+    close(out.pred_post, ref)
+    assert "pred_post" not in data
+    assert repr(t) == (
+        f"SGAPPostprocess(k={k}, aggregator=PersonalizedPageRank(alpha={alpha}, "
+        "add_self_loops=True))"
+    )
+
+
+def test_postprocess_defaults_and_keys(cora):
+    probs = torch.softmax(torch.randn(cora.num_nodes, 7), -1)
+    data = Data(edge_index=cora.edge_index, num_nodes=cora.num_nodes, p=probs)
+    out = SGAPPostprocess(k=4, pred_key="p", out_key="q", apply_softmax=False)(data)
+    close(out.q, APPNP(K=4, alpha=0.1)(probs, cora.edge_index))  # default ppr alpha=0.1
+    gcn = SGAPPostprocess(k=2, aggregator="aug_na", pred_key="p", apply_softmax=False)(data)
+    close(gcn.pred_post, propagate(cora.edge_index, probs, 2)[2])
+
+
+def test_postprocess_errors():
+    data = Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2)
+    with pytest.raises(ValueError, match="pred"):
+        SGAPPostprocess(k=2)(data)
+    data.pred = torch.randn(3, 2)
+    with pytest.raises(ValueError, match="data.pred"):
+        SGAPPostprocess(k=2)(data)
+    with pytest.raises(TypeError, match="HeteroData"):
+        SGAPPostprocess(k=2)(HeteroData())
