@@ -59,6 +59,14 @@ def gather_hops(hops: Tensor, idx: Tensor) -> Tensor:
     return hops[:, idx].transpose(0, 1).float()
 
 
+def predict_batch_size(hops: Tensor, budget_bytes: int = 256 << 20) -> int:
+    """Rows per inference batch so that one fp32 batch ``[B, K+1, F]`` stays within
+    ``budget_bytes`` (default 256 MiB; hops with many features or hops would otherwise be
+    converted to fp32 all at once)."""
+    row_bytes = max(1, hops.size(0) * hops.size(2) * 4)
+    return max(1, budget_bytes // row_bytes)
+
+
 @torch.no_grad()
 def predict(model: SGAPModel, hops: Tensor, batch_size: int = 65_536) -> Tensor:
     """Logits ``[N, C]`` for every node, computed in batches."""
@@ -179,7 +187,7 @@ def run(
     best_epoch, epochs_run, train_s = train_model(model, hops, y, train_idx, val_idx, seed)
 
     start = time.perf_counter()
-    logits = predict(model, hops)
+    logits = predict(model, hops, predict_batch_size(hops))
     inference_s = time.perf_counter() - start
     start = time.perf_counter()
     probs = model.postprocess(csr, logits)
