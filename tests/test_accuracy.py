@@ -7,7 +7,6 @@ import time
 import pytest
 
 from sgap_plugins.core.config import preset
-from sgap_plugins.core.propagation import propagate
 from sgap_plugins.core.trainer import run
 
 pytestmark = pytest.mark.slow
