@@ -46,7 +46,8 @@ def train_dgl(model, g, feat, y, train_idx, val_idx, seed):
 
 
 @pytest.mark.parametrize("name", ["pasca_v2", "pasca_v3"])
-def test_same_seed_same_model_through_pyg_and_dgl(dgl, cora, name):
+def test_same_seed_same_model_through_pyg_and_dgl(dgl, request, name):
+    cora = request.getfixturevalue("cora")  # after the DGL check: no load where DGL is absent
     from torch_geometric.data import Data
 
     from sgap_plugins import preset
