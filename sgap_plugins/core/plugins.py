@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -220,7 +221,7 @@ _KINDS = {
 
 # ---------------------------------------------------------------------- the registry
 class _Registry:
-    def __init__(self) -> None:
+    def __init__(self, entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.pm.register(builtins, name="builtins")
@@ -231,7 +232,8 @@ class _Registry:
         self.message_aggregators: dict[str, type[MessageAggregator]] = {}
         self.framework_adapters: list[Any] = []
         self._owner: dict[tuple[str, str], str] = {}  # (hook, registered name) -> plugin
-        self._load_entry_points()
+        if entry_points:
+            self._load_entry_points()
         self._check_unknown_hooks()
         self._collect_aggregators()
         self._collect_adapters()
@@ -242,21 +244,22 @@ class _Registry:
         wanted = None
         if selection is not None:
             wanted = {s.strip() for s in selection.split(",")} - {"", "0"}
-        seen: set[str] = set()
+        seen = {"builtins"}
         for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
             record = PluginRecord(
                 ep.name, dist, ep.dist.version if ep.dist is not None else None, ep.value
             )
-            if ep.name in seen or ep.name == "builtins":
+            if ep.name in seen:
+                # pluggy registers plugins by name: the first distribution keeps it.
                 owner = self.record(ep.name)
                 record.status = "failed"
                 self.records.append(record)
                 self._problem(
                     record,
                     f"uses the entry-point name {ep.name!r}, which "
-                    + (f"{owner.describe()} already uses" if owner else "is reserved")
-                    + "; rename the entry point; the plugin is skipped",
+                    f"{owner.describe() if owner else 'an earlier plugin'} already uses; "
+                    "rename the entry point; the plugin is skipped",
                 )
                 continue
             seen.add(ep.name)
@@ -287,10 +290,9 @@ class _Registry:
             )
 
     def record(self, name: str) -> PluginRecord | None:
-        for record in self.records:
-            if record.name == name and record.status != "failed":
-                return record
-        return None
+        """The record of the plugin named ``name`` (the first seen: a later distribution
+        using the same entry-point name gets a failed record of its own)."""
+        return next((r for r in self.records if r.name == name), None)
 
     def _record_of(self, plugin: object) -> PluginRecord:
         name = self.pm.get_name(plugin) or repr(plugin)
@@ -324,8 +326,9 @@ class _Registry:
         something other than a list is reported and skipped (pluggy's ``hook()`` would stop
         at the first error). Built-ins come first, then plugins in entry-point order."""
         hook = getattr(self.pm.hook, hook_name)
-        # pluggy lists implementations last-registered first; reverse to registration order.
-        for impl in reversed(hook.get_hookimpls()):
+        # get_hookimpls() is in registration order (pluggy *calls* them in reverse), so the
+        # built-ins, registered first, keep their names against any plugin.
+        for impl in hook.get_hookimpls():
             record = self._record_of(impl.plugin)
             try:
                 result = impl.function()
@@ -419,25 +422,43 @@ def _own_version() -> str | None:
 
 
 _registry: _Registry | None = None
+_builtins_only: _Registry | None = None
 _building = False
 _lock = threading.RLock()
 
 
+def _package_initialising() -> bool:
+    """Whether ``import sgap_plugins`` is still running (its presets are validated against
+    the registry while the package initialises)."""
+    spec = getattr(sys.modules.get(hookspecs.PROJECT_NAME), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
 def registry() -> _Registry:
-    """The process-wide registry, created (and entry points loaded) on first use."""
-    global _registry, _building
+    """The process-wide registry, created (and entry points loaded) on first use.
+
+    A look-up made while ``sgap_plugins`` itself is still being imported sees the built-ins
+    only: entry points are loaded on the first look-up after that import has finished, so
+    that plugin modules can ``from sgap_plugins import GraphAggregator, hookimpl``.
+    """
+    global _registry, _builtins_only, _building
     with _lock:
-        if _registry is None:
-            if _building:
-                raise RuntimeError(
-                    "a plugin looked up the sgap_plugins registry while plugins were being "
-                    "loaded; look aggregators up when they are used, not at import time"
-                )
-            _building = True
-            try:
-                _registry = _Registry()
-            finally:
-                _building = False
+        if _registry is not None:
+            return _registry
+        if _package_initialising():
+            if _builtins_only is None:
+                _builtins_only = _Registry(entry_points=False)
+            return _builtins_only
+        if _building:
+            raise RuntimeError(
+                "a plugin looked up the sgap_plugins registry while plugins were being "
+                "loaded; look aggregators up when they are used, not at import time"
+            )
+        _building = True
+        try:
+            _registry = _Registry()
+        finally:
+            _building = False
         return _registry
 
 
