@@ -8,6 +8,10 @@ without touching the graph.
 Split: 20 nodes per class for training, 30 for validation, the rest for testing (seeded), as
 in the paper, whose PaSca-V2 reaches 92.4 % test accuracy on Amazon Photo.
 
+The ``pasca_v2`` preset's optimiser settings (lr 0.01, weight decay 5e-4) suit Cora; on
+Photo's row-normalised bag-of-words features they underfit (about 78 % test accuracy), so
+this example raises the learning rate to 0.05 and lowers the weight decay to 5e-5.
+
     DGLBACKEND=pytorch .venv/bin/python examples/dgl_pasca_v2_photo.py --data-root ../shared/data
 """
 
@@ -36,7 +40,11 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="training node ids per step (preset: 10000)"
+    )
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--weight-decay", type=float, default=5e-5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -57,7 +65,11 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = SGAPModel.from_preset(
-        "pasca_v2", in_feats=feat.size(1), n_classes=int(labels.max()) + 1
+        "pasca_v2",
+        in_feats=feat.size(1),
+        n_classes=int(labels.max()) + 1,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
     ).to(args.device)
     print(model)
     cfg = model.config
@@ -74,7 +86,7 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         model.train()
         perm = train_nids[torch.randperm(len(train_nids), generator=gen).to(args.device)]
-        for batch in perm.split(args.batch_size):
+        for batch in perm.split(args.batch_size or cfg.batch_size):
             loss = F.cross_entropy(model(g, feat, batch), labels[batch])
             opt.zero_grad()
             loss.backward()

@@ -41,7 +41,9 @@ def check_edge_weight(graph: dgl.DGLGraph, edge_weight: Any, name: str = "edge_w
     """Accept DGL's edge weight layouts ``[E]`` and ``[E, 1]``; return ``[E]`` on the CPU,
     detached (propagation is precomputed, so no gradient flows into the weights)."""
     if not isinstance(edge_weight, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [E], got {type(edge_weight)}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [E], got {type(edge_weight).__name__}"
+        )
     e = graph.num_edges()
     if edge_weight.dim() == 2 and edge_weight.size(1) == 1:
         edge_weight = edge_weight.squeeze(1)

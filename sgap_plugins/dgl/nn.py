@@ -120,7 +120,9 @@ def _describe(key: tuple[Any, ...] | None) -> str:
 def _node_ids(nids: Any, num_nodes: int) -> Tensor:
     """Node ids ``[B]`` (int64) from an index tensor or a boolean mask ``[N]``."""
     if not isinstance(nids, Tensor):
-        raise TypeError(f"nids must be a tensor of node ids or a boolean mask, got {type(nids)}")
+        raise TypeError(
+            f"nids must be a tensor of node ids or a boolean mask, got {type(nids).__name__}"
+        )
     if nids.dtype == torch.bool:
         if nids.dim() != 1 or nids.numel() != num_nodes:
             raise ValueError(
