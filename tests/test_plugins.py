@@ -244,7 +244,8 @@ def tiny_graph() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------- built-ins and hooks
-def test_builtins_are_registered_through_the_hooks() -> None:
+def test_builtins_are_registered_through_the_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plugins.ENV_VAR, "0")  # whatever else the env has installed
     pm = plugins.get_plugin_manager()
     assert pm.get_plugin("builtins") is builtins
     impls = {impl.plugin_name for impl in pm.hook.sgap_graph_aggregators.get_hookimpls()}
@@ -273,7 +274,8 @@ def test_framework_adapters_come_from_the_own_entry_points() -> None:
         assert (framework in names) == (installed is not None)
 
 
-def test_unknown_names_list_the_registered_ones() -> None:
+def test_unknown_names_list_the_registered_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plugins.ENV_VAR, "0")
     with pytest.raises(ValueError, match=r"unknown graph aggregator 'heat'.*sgap plugins"):
         plugins.resolve_graph_aggregator("heat")
     with pytest.raises(ValueError, match=r"unknown message aggregator 'attention'.*'adaptive'"):
