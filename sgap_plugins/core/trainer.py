@@ -145,7 +145,8 @@ def run(
 
     Args:
         graph: anything :func:`~sgap_plugins.propagate` accepts.
-        x: features ``[N, F]``; y: labels ``[N]`` (int64).
+        x: features ``[N, F]``.
+        y: labels ``[N]`` (int64).
         train_mask, val_mask, test_mask: boolean masks ``[N]`` or index tensors.
         config: the architecture and training hyperparameters.
         seed: seeds model initialisation, dropout and batch order.
