@@ -107,12 +107,14 @@ def _cheap_torch() -> Iterator[None]:
     touch tensors of a few dozen elements, where thread start-up dominates (20x slower on a
     busy machine) and where they must not change what a seeded program draws next."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if threads != 1:  # changing it costs milliseconds: once per registry, not per check
+        torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             yield
     finally:
-        torch.set_num_threads(threads)
+        if threads != 1:
+            torch.set_num_threads(threads)
 
 
 def _call(what: str, fn: Any, *args: Any) -> Any:
@@ -235,7 +237,8 @@ class _Registry:
         if entry_points:
             self._load_entry_points()
         self._check_unknown_hooks()
-        self._collect_aggregators()
+        with _cheap_torch():
+            self._collect_aggregators()
         self._collect_adapters()
 
     # -------------------------------------------------------------- loading
