@@ -107,6 +107,23 @@ BROKEN_MODULES = {
         def sgap_message_aggregators():
             return [WrongShape]
     """,
+    "bad_signature": """
+        from sgap_plugins import GraphAggregator, hookimpl
+
+        class Unused(GraphAggregator):
+            name = "unused"
+
+            def transition(self, graph):
+                return graph
+
+        @hookimpl
+        def sgap_message_aggregators(num_hops):
+            return []
+
+        @hookimpl
+        def sgap_graph_aggregators():
+            return [Unused]
+    """,
     "typo": """
         from sgap_plugins import hookimpl
 
@@ -151,6 +168,7 @@ EXPECTED_PROBLEMS = [
     ("duplicate", "registers graph aggregator 'aug_na' (sgap_broken.duplicate.MyAugNA), but"),
     ("self_check", "'nan_hops' (sgap_broken.self_check.NaNHops), which fails its self-check"),
     ("self_check", "'wrong_shape' (sgap_broken.self_check.WrongShape), which fails"),
+    ("bad_signature", "is not a valid plugin (Plugin 'bad_signature' for hook"),
     ("typo", "implements sgap_graph_aggregator(), which is not an sgap_plugins hook"),
 ]
 
@@ -414,7 +432,7 @@ def assert_broken_reported(messages: list[str], version: str = "0.1.0") -> None:
     graph_names = plugins.graph_aggregator_classes()
     assert {"aug_na", "ppr", "triangle", "good_rw"} <= set(graph_names)
     assert graph_names["aug_na"] is ga.AugNormAdj
-    assert "nan_hops" not in graph_names
+    assert "nan_hops" not in graph_names and "unused" not in graph_names
     assert {"good_sum", "adaptive"} <= set(plugins.message_aggregator_classes())
     assert "wrong_shape" not in plugins.message_aggregator_classes()
     edge_index, x = tiny_graph()

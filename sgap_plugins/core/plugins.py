@@ -274,14 +274,17 @@ class _Registry:
                 # pluggy's own loader, restricted to this entry point so that one plugin's
                 # failure does not stop the others.
                 self.pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME, name=ep.name)
-            except pluggy.PluginValidationError as exc:
-                record.status = "failed"
-                self._problem(record, f"is not a valid plugin ({exc}); the plugin is skipped")
             except Exception as exc:
+                # pluggy may have registered part of a plugin whose validation failed.
+                if self.pm.get_plugin(ep.name) is not None:
+                    self.pm.unregister(name=ep.name)
                 record.status = "failed"
+                detail = " ".join(str(exc).split())
                 self._problem(
                     record,
-                    f"failed to import {ep.value!r} ({type(exc).__name__}: {exc}); "
+                    f"is not a valid plugin ({detail}); the plugin is skipped"
+                    if isinstance(exc, pluggy.PluginValidationError)
+                    else f"failed to import {ep.value!r} ({type(exc).__name__}: {detail}); "
                     "the plugin is skipped",
                 )
         for name in sorted((wanted or set()) - seen):
@@ -298,11 +301,9 @@ class _Registry:
         return next((r for r in self.records if r.name == name), None)
 
     def _record_of(self, plugin: object) -> PluginRecord:
-        name = self.pm.get_name(plugin) or repr(plugin)
-        record = self.record(name)
-        if record is None:  # registered directly with pm.register(...) by the caller
-            record = PluginRecord(name, module=getattr(plugin, "__name__", None))
-            self.records.append(record)
+        """The record of a registered plugin (every registration goes through a record)."""
+        record = self.record(self.pm.get_name(plugin) or "")
+        assert record is not None, plugin
         return record
 
     def _problem(self, record: PluginRecord, message: str) -> None:
@@ -363,7 +364,7 @@ class _Registry:
             table, attr = tables[hook_name]
             for record, result in self._call_each(hook_name):
                 for cls in result:
-                    problem = _class_problem(cls, base, kind)
+                    problem = _class_problem(cls, base, kind, hook_name)
                     if problem is None and cls.name in table and table[cls.name] is not cls:
                         owner = self._owner[(hook_name, cls.name)]
                         taken = table[cls.name]
@@ -408,9 +409,9 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _class_problem(cls: Any, base: type, kind: str) -> str | None:
+def _class_problem(cls: Any, base: type, kind: str, hook_name: str) -> str | None:
     if not isinstance(cls, type) or not issubclass(cls, base) or cls is base:
-        return f"returned {cls!r}, which is not a subclass of {base.__name__}"
+        return f"returned {cls!r} from {hook_name}(), which is not a subclass of {base.__name__}"
     name = getattr(cls, "name", "")
     if not isinstance(name, str) or not name:
         return f"registers {kind} {_qualname(cls)} without a class attribute `name`"
