@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
+# Dataset copies go to a throw-away cache unless the caller chose one (make test does).
+if "SGAP_CACHE" not in os.environ:
+    os.environ["SGAP_CACHE"] = tempfile.mkdtemp(prefix="sgap-test-cache-")
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +53,3 @@ def require_dgl():
 @pytest.fixture
 def dgl():
     return require_dgl()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Keep dataset copies in a per-session cache unless the caller chose one."""
-    if "SGAP_CACHE" not in os.environ:
-        monkeypatch.setenv("SGAP_CACHE", str(tmp_path_factory.getbasetemp() / "sgap_cache"))
