@@ -22,18 +22,35 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def sgap_graph_aggregators() -> list[type]:
-    """Return a list of :class:`~sgap_plugins.core.graph_aggregators.GraphAggregator`
-    subclasses, each with a unique ``name``."""
+    """Return graph aggregator classes: subclasses of
+    :class:`~sgap_plugins.core.graph_aggregators.GraphAggregator` with a unique class
+    attribute ``name`` and defaults for every constructor parameter.
+
+    One step is ``m^t = combine(W m^{t-1}, m^0, t)`` with ``W = transition(graph)`` (a
+    :class:`~sgap_plugins.core.graph.CSRGraph` of ``N`` nodes, rows = destinations) and
+    ``m`` of shape ``[N, F]``. Each class passes
+    :func:`~sgap_plugins.core.plugins.check_graph_aggregator` before it is offered.
+    """
 
 
 @hookspec
 def sgap_message_aggregators() -> list[type]:
-    """Return a list of :class:`~sgap_plugins.core.message_aggregators.MessageAggregator`
-    subclasses, each with a unique ``name``."""
+    """Return message aggregator classes: subclasses of
+    :class:`~sgap_plugins.core.message_aggregators.MessageAggregator` with a unique class
+    attribute ``name``, constructed as ``Cls(num_hops, in_dim, **params)`` (``num_hops =
+    K + 1 ≥ 1``), setting ``out_dim`` and mapping hops ``[B, K+1, F]`` to ``[B, out_dim]``.
+
+    Each class passes :func:`~sgap_plugins.core.plugins.check_message_aggregator` before it
+    is offered.
+    """
 
 
 @hookspec
 def sgap_framework_adapters() -> list[Any]:
     """Return framework adapter objects (see
-    :class:`~sgap_plugins.core.adapters.FrameworkAdapter`) that convert a framework's graph
-    type to and from :class:`~sgap_plugins.core.graph.CSRGraph`."""
+    :class:`~sgap_plugins.core.adapters.FrameworkAdapter`: a unique ``name``, ``accepts``,
+    ``to_csr`` and ``from_csr``) that convert a framework's graph type to and from
+    :class:`~sgap_plugins.core.graph.CSRGraph`; ``propagate(graph, ...)`` uses the first
+    whose ``accepts(graph)`` is true. Return an empty list when the framework is not
+    installed.
+    """
