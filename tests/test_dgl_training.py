@@ -91,4 +91,4 @@ def test_same_seed_same_model_through_pyg_and_dgl(dgl, request, name, lr):
     for key, value in core_model.state_dict().items():
         assert torch.equal(model.net.state_dict()[key], value), key
     assert test_acc == result.test_acc
-    assert result.test_acc > 0.7  # a trained model, not two identical failures
+    assert result.test_acc > 0.5  # a trained model (chance is 1/7), not two identical failures
