@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import plugins, precompute, train
+from . import doctor, plugins, precompute, train
 
-COMMANDS = [train, precompute, plugins]
+COMMANDS = [train, precompute, plugins, doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

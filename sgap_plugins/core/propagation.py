@@ -2,10 +2,23 @@
 
 :func:`propagate` computes ``M = [X, m^1, …, m^K]`` into one contiguous ``[K+1, N, F]``
 buffer, where ``m^t = combine(W m^{t-1}, X, t)`` for the chosen graph aggregator.
+
+Three ways to the same numbers:
+
+* the **fused path** (unweighted graphs, ``aug_na`` and ``ppr``): the fused kernels of
+  :mod:`sgap_plugins.ops` take the raw CSR and apply ``d̃_v^{r-1}`` and ``d̃_u^{-r}`` (and the
+  PageRank teleport) on the fly, so no weight array is ever built;
+* the **generic path** (weighted graphs, ``triangle``, plugin aggregators): the same kernels
+  on ``agg.transition(graph)``'s explicit weights, all hops in one call when ``combine`` is
+  the identity or PageRank's, one kernel call per hop plus the Python ``combine`` otherwise;
+* the **reference path** (:func:`propagate_reference`): plain ``torch.sparse``; used when the
+  kernels are unavailable (see :func:`sgap_plugins.ops.info`), for float64, and in tests.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,6 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from .. import ops  # no build at import: the kernels are compiled on first use
 from .graph import CSRGraph
 from .graph_aggregators import GraphAggregator
 from .plugins import framework_adapters, resolve_graph_aggregator
@@ -75,6 +89,13 @@ def check_hops(k: Any, name: str = "k") -> int:
     return int(k)
 
 
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+REORDERINGS = (None, "degree", "rcm")
+DEFAULT_MEMORY_BUDGET = 2**30
+# Rows of one hop mapped at a time while a column block is written to the out-of-core file.
+_WINDOW_BYTES = 64 * 2**20
+
+
 def propagate(
     graph: Any,
     x: Tensor,
@@ -84,6 +105,9 @@ def propagate(
     num_nodes: int | None = None,
     edge_weight: Tensor | None = None,
     dtype: torch.dtype | None = None,
+    out: str | os.PathLike | None = None,
+    memory_budget: int | None = None,
+    reorder: str | None = None,
     **params: Any,
 ) -> Tensor:
     """Propagate node features ``k`` hops and keep every hop.
@@ -95,13 +119,21 @@ def propagate(
     Args:
         graph: a :class:`CSRGraph`, an ``edge_index`` ``[2, E]`` (source → destination), a
             scipy sparse matrix, or a framework graph (PyG ``Data``, DGL ``DGLGraph``).
-        x: node features ``[N, F]``.
+        x: node features ``[N, F]`` (on the CPU or a GPU).
         k: number of hops, ``0 ≤ k ≤ 64``.
         aggregator: registry name (``"aug_na"``, ``"ppr"``, ``"triangle"``, or a plugin's) or
             a :class:`GraphAggregator` instance.
         num_nodes: ``N`` for an ``edge_index`` graph (default: ``x.size(0)``).
         edge_weight: optional ``[E]`` weights for an ``edge_index`` or framework graph.
-        dtype: storage dtype of the output (default: ``x``'s); accumulation is in at least fp32.
+        dtype: storage dtype of the output (default: ``x``'s); accumulation is in at least
+            fp32, so ``torch.bfloat16``/``torch.float16`` halve the hop tensor's memory.
+        out: a path: stream the hops into a ``.npy`` file (``[k+1, N, F]``) one column block
+            at a time instead of RAM, and return a tensor memory-mapped onto it. Needs a
+            column-separable ``combine`` (all built-ins are) and a numpy dtype (not bf16).
+        memory_budget: bytes of RAM the out-of-core mode may use beyond the graph
+            (default 1 GiB); the column block is as wide as the budget allows.
+        reorder: ``"degree"`` or ``"rcm"`` renumbers nodes for cache locality inside the
+            kernels (undone on output; the result is unchanged), ``None`` keeps the order.
         **params: aggregator parameters, e.g. ``r=0.5`` or ``alpha=0.1``.
 
     Returns:
@@ -113,7 +145,23 @@ def propagate(
         num_nodes = x.size(0)
     csr = as_csr_graph(graph, num_nodes, edge_weight)
     x = check_features(x, csr.num_nodes)
-    return propagate_csr(agg.transition(csr), agg, x, k, dtype=dtype)
+    out_dtype = check_dtype(dtype, x)
+    reorder = check_reorder(reorder)
+    if out is not None:
+        budget = check_memory_budget(memory_budget)
+        if not isinstance(out, (str, os.PathLike)):
+            raise TypeError(f"out must be a file path or None, got {type(out).__name__}")
+        if out_dtype == torch.bfloat16:
+            raise ValueError(
+                "out=PATH writes a .npy file and numpy has no bfloat16; pass "
+                "dtype=torch.float16 or torch.float32"
+            )
+    elif memory_budget is not None:
+        raise ValueError("memory_budget applies to the out-of-core mode only; pass out=PATH")
+    plan = _Plan.build(csr, agg, x, out_dtype, reorder)
+    if out is None:
+        return plan.run(x, k, out_dtype)
+    return _propagate_to_file(plan, x, k, out_dtype, out, budget)
 
 
 def propagate_csr(
@@ -123,7 +171,22 @@ def propagate_csr(
     k: int,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Propagate with an already computed transition matrix (no validation)."""
+    """Propagate with an already computed transition matrix ``W`` (no validation): the
+    generic kernel path when the kernels are available, else :func:`propagate_reference`."""
+    out_dtype = dtype or x.dtype
+    return _Plan.generic(transition, agg, x, out_dtype, None).run(x, k, out_dtype)
+
+
+def propagate_reference(
+    transition: CSRGraph,
+    agg: GraphAggregator,
+    x: Tensor,
+    k: int,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """The plain-torch reference: ``m^t = combine(W m^{t-1}, x, t)`` with ``torch.sparse``
+    CSR products in the compute dtype (``x``'s if fp32/fp64, else fp32), each hop cast to
+    ``dtype`` for storage."""
     out_dtype = dtype or x.dtype
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     out = torch.empty((k + 1, *x.shape), dtype=out_dtype, device=x.device)
@@ -138,3 +201,222 @@ def propagate_csr(
         out[t] = cur
         prev = cur
     return out
+
+
+def check_dtype(dtype: Any, x: Tensor) -> torch.dtype:
+    if dtype is None:
+        return x.dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating torch.dtype (torch.float32, torch.bfloat16, "
+            f"torch.float16, torch.float64) or None, got {dtype!r}"
+        )
+    return dtype
+
+
+def check_reorder(reorder: Any) -> str | None:
+    if reorder not in REORDERINGS:
+        raise ValueError(f"reorder must be None, 'degree' or 'rcm', got {reorder!r}")
+    return reorder
+
+
+def check_memory_budget(budget: Any) -> int:
+    if budget is None:
+        return DEFAULT_MEMORY_BUDGET
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
+    return int(budget)
+
+
+def _inv_pow(deg: Tensor, exponent: float) -> Tensor:
+    out = deg.pow(-exponent)
+    out[deg == 0] = 0.0
+    return out
+
+
+def _kernels_usable(x: Tensor, out_dtype: torch.dtype) -> bool:
+    if x.dtype not in KERNEL_DTYPES or out_dtype not in KERNEL_DTYPES:
+        return False  # float64 stays on the (float64) reference path
+    return ops.available(x.device)
+
+
+@dataclass
+class _Plan:
+    """How one propagation runs: kernel arguments (``use_kernels``) or the reference."""
+
+    transition: CSRGraph | None  # reference / generic path
+    agg: GraphAggregator
+    use_kernels: bool
+    rowptr: Tensor | None = None
+    col: Tensor | None = None
+    weight: Tensor | None = None
+    row_scale: Tensor | None = None
+    col_scale: Tensor | None = None
+    node_map: Tensor | None = None
+    alpha: float = 0.0
+    self_loops: bool = False
+    keep_empty: bool = False
+    per_hop: bool = False  # plugin combine: one kernel call per hop, combine in Python
+
+    @classmethod
+    def build(
+        cls,
+        csr: CSRGraph,
+        agg: GraphAggregator,
+        x: Tensor,
+        out_dtype: torch.dtype,
+        reorder: str | None,
+    ) -> _Plan:
+        from .graph_aggregators import AugNormAdj, PersonalizedPageRank
+
+        fusable = csr.weight is None and (
+            (type(agg) is AugNormAdj) or (type(agg) is PersonalizedPageRank)
+        )
+        if not (fusable and _kernels_usable(x, out_dtype)):
+            return cls.generic(agg.transition(csr), agg, x, out_dtype, reorder)
+        # Ã = A + I implicitly: the kernel adds the missing self loops itself.
+        r, alpha = (agg.r, 0.0) if isinstance(agg, AugNormAdj) else (0.5, agg.alpha)
+        deg = ops.unweighted_degree(csr.rowptr, csr.col, agg.add_self_loops)
+        plan = cls(
+            transition=None,
+            agg=agg,
+            use_kernels=True,
+            rowptr=csr.rowptr,
+            col=csr.col,
+            row_scale=_inv_pow(deg, 1.0 - r),
+            col_scale=_inv_pow(deg, r),
+            alpha=alpha,
+            self_loops=agg.add_self_loops,
+            keep_empty=True,  # keep_isolated(): an empty row keeps its own message
+        )
+        return plan.reordered(reorder)
+
+    @classmethod
+    def generic(
+        cls,
+        transition: CSRGraph,
+        agg: GraphAggregator,
+        x: Tensor,
+        out_dtype: torch.dtype,
+        reorder: str | None,
+    ) -> _Plan:
+        if not _kernels_usable(x, out_dtype):
+            return cls(transition=transition, agg=agg, use_kernels=False)
+        from .graph_aggregators import GraphAggregator as Base
+        from .graph_aggregators import PersonalizedPageRank
+
+        combine = type(agg).combine
+        alpha, per_hop = 0.0, False
+        if combine is PersonalizedPageRank.combine:
+            alpha = agg.alpha
+        elif combine is not Base.combine:
+            per_hop = True
+        plan = cls(
+            transition=transition,
+            agg=agg,
+            use_kernels=True,
+            rowptr=transition.rowptr,
+            col=transition.col,
+            weight=None if transition.weight is None else transition.weight.float(),
+            alpha=alpha,
+            per_hop=per_hop,
+        )
+        return plan.reordered(reorder)
+
+    def reordered(self, method: str | None) -> _Plan:
+        """Renumber nodes for locality; ``node_map`` makes the kernel undo it on output."""
+        if method is None or self.rowptr is None or self.rowptr.numel() <= 1:
+            return self
+        n = self.rowptr.numel() - 1
+        perm, permuted = ops.kernels.locality_order(self.rowptr, self.col, n, method)
+        pos = torch.from_numpy(permuted.data - 1)
+        perm_t = torch.from_numpy(perm)
+        self.rowptr = torch.from_numpy(permuted.indptr.astype(np.int64))
+        self.col = torch.from_numpy(permuted.indices).to(self.col.dtype)
+        self.weight = None if self.weight is None else self.weight[pos]
+        self.row_scale = None if self.row_scale is None else self.row_scale[perm_t]
+        self.col_scale = None if self.col_scale is None else self.col_scale[perm_t]
+        self.node_map = perm_t
+        return self
+
+    def run(self, x: Tensor, k: int, out_dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
+        """All hops of ``x`` (``[N, F]``) into ``out`` (allocated when ``None``)."""
+        if not self.use_kernels:
+            result = propagate_reference(self.transition, self.agg, x, k, out_dtype)
+            if out is None:
+                return result
+            out.copy_(result)
+            return out
+        if out is None:
+            out = torch.empty((k + 1, *x.shape), dtype=out_dtype, device=x.device)
+        if self.per_hop:
+            return self._run_per_hop(x, k, out)
+        return ops.propagate_hops(
+            self.rowptr,
+            self.col,
+            x,
+            out,
+            weight=self.weight,
+            row_scale=self.row_scale,
+            col_scale=self.col_scale,
+            node_map=self.node_map,
+            alpha=self.alpha,
+            self_loops=self.self_loops,
+            keep_empty=self.keep_empty,
+        )
+
+    def _run_per_hop(self, x: Tensor, k: int, out: Tensor) -> Tensor:
+        out[0] = x
+        m0 = x.float()
+        prev = m0
+        step = torch.empty((2, *x.shape), dtype=torch.float32, device=x.device)
+        for t in range(1, k + 1):
+            ops.propagate_hops(
+                self.rowptr, self.col, prev, step, weight=self.weight, node_map=self.node_map
+            )
+            prev = self.agg.combine(step[1].clone(), m0, t)
+            out[t] = prev
+        return out
+
+
+def _propagate_to_file(
+    plan: _Plan, x: Tensor, k: int, out_dtype: torch.dtype, path: Any, budget: int
+) -> Tensor:
+    """Out-of-core: compute a block of columns at a time (all hops of it in RAM, within the
+    budget) and write it into a ``.npy`` memory map through short-lived row windows, so
+    resident memory stays at the graph plus one block."""
+    n, f = x.shape
+    itemsize = torch.empty((), dtype=out_dtype).element_size()
+    # Per column: the staged hops plus the kernel's two fp32 working columns.
+    per_column = n * ((k + 1) * itemsize + 8)
+    if per_column > budget:
+        raise ValueError(
+            f"memory_budget={budget} bytes is below one column block: N={n}, k={k} need at "
+            f"least {per_column} bytes"
+        )
+    width = min(f, budget // per_column)
+    if width >= 16:
+        width -= width % 16  # whole 64-byte fp32 lines per gathered row
+    np_dtype = torch.empty((), dtype=out_dtype).numpy().dtype
+    path = os.fspath(path)
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=(k + 1, n, f))
+    offset = header.offset
+    del header
+    window_rows = max(1, _WINDOW_BYTES // max(1, f * itemsize))
+    for c0 in range(0, f, width):
+        c1 = min(f, c0 + width)
+        block = plan.run(x[:, c0:c1], k, out_dtype).cpu()
+        for t in range(k + 1):
+            for r0 in range(0, n, window_rows):
+                r1 = min(n, r0 + window_rows)
+                window = np.memmap(
+                    path,
+                    dtype=np_dtype,
+                    mode="r+",
+                    offset=offset + (t * n + r0) * f * itemsize,
+                    shape=(r1 - r0, f),
+                )
+                window[:, c0:c1] = block[t, r0:r1].numpy()
+                del window  # unmap: written pages leave this process's RSS
+        del block
+    return torch.from_numpy(np.load(path, mmap_mode="r+"))

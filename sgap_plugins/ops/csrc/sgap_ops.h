@@ -1,0 +1,118 @@
+// Shared argument checking and dispatch of the `sgap` propagation ops (CPU and CUDA).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
+
+namespace sgap {
+
+// Raw pointers and sizes of one propagate_hops call (see propagate_cpu.cpp for the math).
+struct Problem {
+  const int64_t* rowptr;
+  const float* weight;     // [E] or nullptr (every edge weighs 1)
+  const float* row_scale;  // [N] or nullptr
+  const float* col_scale;  // [N] or nullptr
+  const int64_t* node_map; // [N] or nullptr: working row v is node node_map[v] of x and out
+  const float* x;          // [N, ldx] rows, f columns used
+  int64_t n, f, k, ldx, ldo, hop_stride, block;
+  float alpha;
+  bool self_loops, keep_empty;
+};
+
+inline void check_csr(const at::Tensor& rowptr, const at::Tensor& col) {
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.numel() >= 1 && rowptr.scalar_type() == at::kLong &&
+                  rowptr.is_contiguous(),
+              "rowptr must be a contiguous int64 tensor [N + 1]");
+  TORCH_CHECK(col.dim() == 1 && col.is_contiguous() &&
+                  (col.scalar_type() == at::kInt || col.scalar_type() == at::kLong),
+              "col must be a contiguous int32 or int64 tensor [E]");
+  TORCH_CHECK(rowptr.device() == col.device(), "rowptr and col must be on one device");
+}
+
+inline const float* opt_f32(const c10::optional<at::Tensor>& t, int64_t numel,
+                            const at::Device& device, const char* name) {
+  if (!t.has_value()) return nullptr;
+  const at::Tensor& v = *t;
+  TORCH_CHECK(v.scalar_type() == at::kFloat && v.dim() == 1 && v.numel() == numel &&
+                  v.is_contiguous() && v.device() == device,
+              name, " must be a contiguous float32 tensor [", numel, "] on ", device);
+  return v.data_ptr<float>();
+}
+
+inline Problem make_problem(const at::Tensor& rowptr, const at::Tensor& col,
+                            const c10::optional<at::Tensor>& weight,
+                            const c10::optional<at::Tensor>& row_scale,
+                            const c10::optional<at::Tensor>& col_scale,
+                            const c10::optional<at::Tensor>& node_map, const at::Tensor& x,
+                            const at::Tensor& out, double alpha, bool self_loops,
+                            bool keep_empty, int64_t block, int64_t max_block) {
+  check_csr(rowptr, col);
+  const at::Device device = x.device();
+  TORCH_CHECK(rowptr.device() == device && out.device() == device,
+              "rowptr, col, x and out must be on one device");
+  const int64_t n = rowptr.numel() - 1;
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.size(0) == n &&
+                  (x.size(1) <= 1 || x.stride(1) == 1),
+              "x must be a float32 [N, F] tensor with unit column stride");
+  TORCH_CHECK(out.dim() == 3 && out.size(0) >= 1 && out.size(1) == n &&
+                  out.size(2) == x.size(1) && (out.size(2) <= 1 || out.stride(2) == 1),
+              "out must be [K + 1, N, F] with unit column stride, got ", out.sizes());
+  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kHalf ||
+                  out.scalar_type() == at::kBFloat16,
+              "out must be float32, float16 or bfloat16, got ", out.scalar_type());
+  TORCH_CHECK(block >= 0, "block must be >= 0");
+  Problem pb;
+  pb.rowptr = rowptr.data_ptr<int64_t>();
+  pb.weight = opt_f32(weight, col.numel(), device, "weight");
+  pb.row_scale = opt_f32(row_scale, n, device, "row_scale");
+  pb.col_scale = opt_f32(col_scale, n, device, "col_scale");
+  pb.node_map = nullptr;
+  if (node_map.has_value()) {
+    const at::Tensor& m = *node_map;
+    TORCH_CHECK(m.scalar_type() == at::kLong && m.dim() == 1 && m.numel() == n &&
+                    m.is_contiguous() && m.device() == device,
+                "node_map must be a contiguous int64 tensor [N] on ", device);
+    pb.node_map = m.data_ptr<int64_t>();
+  }
+  pb.x = x.data_ptr<float>();
+  pb.n = n;
+  pb.f = x.size(1);
+  pb.k = out.size(0) - 1;
+  pb.ldx = x.stride(0);
+  pb.ldo = out.stride(1);
+  pb.hop_stride = out.stride(0);
+  const int64_t b = block == 0 ? std::min<int64_t>(pb.f, 64) : block;
+  pb.block = std::max<int64_t>(1, std::min(b, max_block));
+  pb.alpha = static_cast<float>(alpha);
+  pb.self_loops = self_loops;
+  pb.keep_empty = keep_empty;
+  return pb;
+}
+
+}  // namespace sgap
+
+// Runs __VA_ARGS__ (a lambda) with `index_t` bound to col's dtype and `out_t` to out's.
+#define SGAP_DISPATCH_INDEX_OUT(COL, OUT, ...)                                     \
+  AT_DISPATCH_INDEX_TYPES((COL).scalar_type(), "sgap_propagate", [&] {             \
+    switch ((OUT).scalar_type()) {                                                 \
+      case at::kFloat: {                                                           \
+        using out_t = float;                                                       \
+        __VA_ARGS__();                                                             \
+        break;                                                                     \
+      }                                                                            \
+      case at::kHalf: {                                                            \
+        using out_t = at::Half;                                                    \
+        __VA_ARGS__();                                                             \
+        break;                                                                     \
+      }                                                                            \
+      case at::kBFloat16: {                                                        \
+        using out_t = at::BFloat16;                                                \
+        __VA_ARGS__();                                                             \
+        break;                                                                     \
+      }                                                                            \
+      default:                                                                     \
+        TORCH_CHECK(false, "unsupported out dtype ", (OUT).scalar_type());         \
+    }                                                                              \
+  })

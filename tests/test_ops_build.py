@@ -1,0 +1,119 @@
+"""The JIT build of the kernels: backend report, CUDA compilation, fallback and ``sgap doctor``.
+
+In the latest env (torch cu130, nvcc 13.0 under CUDA_HOME) the CUDA sources must compile;
+the compat env (torch cu121) has no matching toolkit and builds the C++ kernels only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sgap_plugins import ops
+from sgap_plugins.cli import main
+
+
+def test_info_reports_backend_and_reason():
+    info = ops.info()
+    assert info["backend"] in ("cpp", "cuda", "torch")
+    assert info["reason"]
+    assert info["torch"] == torch.__version__
+    if os.environ.get("SGAP_DISABLE_EXTENSIONS") != "1":
+        # This machine has g++ and ninja: the C++ kernels must build.
+        assert info["cpu_kernels"], info["reason"]
+        assert info["backend"] in ("cpp", "cuda")
+
+
+def test_cuda_sources_compile_where_a_matching_toolkit_exists():
+    """Fails (does not skip) when torch and the toolkit match but nvcc cannot build."""
+    matching, why = ops.cuda_toolkit()
+    if not matching:
+        pytest.skip(f"CUDA sources are not compiled in this env: {why}")
+    if os.environ.get("SGAP_DISABLE_EXTENSIONS") == "1":
+        pytest.skip("SGAP_DISABLE_EXTENSIONS=1")
+    info = ops.info()
+    assert info["cuda_compiled"], f"CUDA kernels did not compile: {info['reason']}"
+    assert "cu" in os.path.basename(info["build_dir"])
+
+
+def test_build_key_names_torch_cuda_and_sources():
+    key = ops.build_key(with_cuda=False)
+    assert key.startswith("torch" + torch.__version__.split("+")[0])
+    assert "-cpu-" in key
+    if torch.version.cuda:
+        assert f"-cu{torch.version.cuda}-" in ops.build_key(with_cuda=True)
+    assert ops.build_key(False) == ops.build_key(False)  # stable: the cache is reused
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
+
+
+def test_disable_env_forces_torch_fallback_with_same_results():
+    proc = _run(
+        """
+        import json, warnings, torch
+        warnings.simplefilter("error")  # the forced fallback is silent
+        from sgap_plugins import ops, propagate
+        x = torch.randn(5, 3)
+        ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+        out = propagate(ei, x, 2)
+        print(json.dumps({"info": ops.info(), "out": out.tolist()}))
+        """,
+        SGAP_DISABLE_EXTENSIONS="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["info"]["backend"] == "torch"
+    assert "SGAP_DISABLE_EXTENSIONS" in report["info"]["reason"]
+
+
+def test_impossible_build_warns_once_and_falls_back(tmp_path):
+    proc = _run(
+        """
+        import json, warnings, torch
+        from sgap_plugins import ops, propagate
+        from sgap_plugins.core.propagation import propagate_reference, as_csr_graph
+        from sgap_plugins.core.plugins import resolve_graph_aggregator
+        x = torch.randn(5, 3)
+        ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            a = propagate(ei, x, 2)
+            b = propagate(ei, x, 2, "ppr")
+        agg = resolve_graph_aggregator("aug_na")
+        ref = propagate_reference(agg.transition(as_csr_graph(ei, 5)), agg, x, 2)
+        msgs = [str(w.message) for w in caught if issubclass(w.category, ops.ExtensionWarning)]
+        print(json.dumps({"info": ops.info(), "warnings": msgs, "same": bool(torch.equal(a, ref))}))
+        """,
+        CXX="/nonexistent/c++",
+        SGAP_CACHE=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["info"]["backend"] == "torch"
+    assert len(report["warnings"]) == 1, report["warnings"]
+    assert "compiler" in report["warnings"][0] and "Fix:" in report["warnings"][0]
+    assert report["same"]
+
+
+def test_doctor_prints_backend(capsys):
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == ops.info()["backend"]
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "backend" in text and "reason" in text
