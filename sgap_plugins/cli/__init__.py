@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import doctor, plugins, precompute, train
+from . import doctor, plugins, precompute, search, train
 
-COMMANDS = [train, precompute, plugins, doctor]
+COMMANDS = [train, precompute, plugins, search, doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one SGAP model and report accuracy and timings")
     p.add_argument("--preset", default="sgc", choices=sorted(PRESETS), help="model preset")
     p.add_argument(
-        "--config", default=None, help="JSON file with an SGAPConfig (overrides --preset)"
+        "--config",
+        default=None,
+        help="JSON file with an SGAPConfig, or a pareto.json of `sgap search` with --index "
+        "(overrides --preset)",
     )
+    p.add_argument("--index", type=int, default=None, help="front member of a pareto.json --config")
     add_dataset_args(p)
     p.add_argument("--seed", type=int, default=0, help="model/training seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -27,7 +31,18 @@ def load_config(args: argparse.Namespace) -> tuple[str, SGAPConfig]:
     if args.config is None:
         return args.preset, preset(args.preset)
     with open(args.config) as f:
-        return args.config, SGAPConfig.from_dict(json.load(f))
+        data = json.load(f)
+    if isinstance(data, dict) and "points" in data:  # a pareto.json written by `sgap search`
+        points = data["points"]
+        if args.index is None or not 0 <= args.index < len(points):
+            raise ValueError(
+                f"{args.config} is a Pareto front of {len(points)} point(s); "
+                f"choose one with --index 0..{len(points) - 1}"
+            )
+        return f"{args.config}#{args.index}", SGAPConfig.from_dict(points[args.index]["config"])
+    if args.index is not None:
+        raise ValueError("--index applies to a pareto.json written by `sgap search`")
+    return args.config, SGAPConfig.from_dict(data)
 
 
 def run(args: argparse.Namespace) -> int:

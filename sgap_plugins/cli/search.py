@@ -1,0 +1,179 @@
+"""``sgap search``: PaSca multi-objective architecture search on one dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.config import PRESETS, SGAPConfig
+from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
+from ..core.search.evaluation import evaluate_presets
+from ..core.search.report import front_table, plot_pareto, write_pareto_json, write_trials_csv
+from ..datasets import cache_dir, load_dataset
+from .common import add_dataset_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "search",
+        help="multi-objective architecture search (PaSca) over the SGAP design space",
+        description=(
+            "Search the 181,500 SGAP architectures of the PaSca design space with hyperopt "
+            "TPE and ParEGO scalarisation; writes trials.jsonl (durable, resumable), "
+            "pareto.json, trials.csv and pareto.png to --out."
+        ),
+    )
+    add_dataset_args(p)
+    p.add_argument("--max-evals", type=int, default=100, help="number of trials (default 100)")
+    p.add_argument(
+        "--objectives",
+        default="val_error,inference_time",
+        help=f"comma-separated, from {','.join(OBJECTIVES)} (default val_error,inference_time)",
+    )
+    p.add_argument(
+        "--budget",
+        action="append",
+        metavar="OBJECTIVE=MAX",
+        help="constrained mode: minimise val_error subject to OBJECTIVE <= MAX (repeatable; "
+        "inference_time in seconds per node, peak_memory in bytes)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel trial processes")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--seed", type=int, default=0, help="search and training seed")
+    p.add_argument(
+        "--trial-timeout", type=float, default=600.0, help="seconds before a trial is failed"
+    )
+    p.add_argument(
+        "--search-training",
+        action="store_true",
+        help="also search lr, weight decay, hidden size and dropout",
+    )
+    p.add_argument(
+        "--train",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fixed training hyperparameter of every trial, e.g. --train epochs=100",
+    )
+    p.add_argument(
+        "--extra-graph-aggregator",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a plugin graph aggregator to GA_pre/GA_post",
+    )
+    p.add_argument(
+        "--extra-message-aggregator",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a plugin message aggregator to MA",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-presets", action="store_true", help="do not evaluate the presets for the plot"
+    )
+    p.add_argument("--json", action="store_true", help="print pareto.json to stdout")
+    return p
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = json.loads(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    budgets = {k: float(v) for k, v in _pairs(args.budget, "--budget").items()}
+    base = SGAPConfig(epochs=200, patience=50).replace(**_pairs(args.train, "--train"))
+    space = DesignSpace.paper(
+        extra_graph_aggregators=args.extra_graph_aggregator,
+        extra_message_aggregators=args.extra_message_aggregator,
+        training=TrainingRanges() if args.search_training else None,
+    )
+    data = load_dataset(args.dataset, args.data_root, args.split_seed)
+    out = Path(args.out)
+    engine = SearchEngine(
+        data,
+        out,
+        args.max_evals,
+        objectives=objectives,
+        space=space,
+        base_config=base,
+        budgets=budgets or None,
+        workers=args.workers,
+        seed=args.seed,
+        trial_timeout=args.trial_timeout,
+        hop_cache=cache_dir() / "hops",
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"search: {data.name} ({data.num_nodes} nodes), {space}, objectives {objectives}"
+        + (f", budgets {budgets}" if budgets else "")
+        + f", {args.max_evals} trials on {args.workers} worker(s) → {out}",
+        file=sys.stderr,
+    )
+    try:
+        result = engine.run()
+    except KeyboardInterrupt:
+        print(
+            f"sgap search: interrupted; finished trials are in {out / 'trials.jsonl'}, "
+            "continue with --resume",
+            file=sys.stderr,
+        )
+        return 130
+    write_pareto_json(result, out / "pareto.json")
+    write_trials_csv(result, out / "trials.csv")
+    references = {} if args.no_presets else _presets(engine, out)
+    if len(objectives) >= 2:
+        plot_pareto(
+            result,
+            out / "pareto.png",
+            references=references,
+            title=f"{data.name}: {len(result.trials)} trials",
+        )
+    if args.json:
+        print(json.dumps(result.pareto_json()))
+        return 0
+    failed = sum(t.status != "ok" for t in result.trials)
+    print(
+        f"{len(result.trials)} trials ({failed} failed), front of {len(result.front)}, "
+        f"hypervolume {result.hypervolume:.6g}"
+    )
+    print(front_table(result))
+    print(f"wrote {out / 'pareto.json'}, {out / 'trials.csv'}, {out / 'pareto.png'}")
+    print(
+        f"retrain a front member: sgap train --dataset {data.name} "
+        f"--config {out / 'pareto.json'} --index 0"
+    )
+    return 0
+
+
+def _presets(engine: SearchEngine, out: Path) -> dict[str, dict[str, float]]:
+    """Objectives of the presets on the search's hop stores (cached in ``presets.json``),
+    marked on the plot for comparison."""
+    path = out / "presets.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("seed") == engine.seed and cached.get("presets"):
+            return cached["presets"]
+    print("evaluating the presets for comparison ...", file=sys.stderr)
+    ctx = engine.prepare()
+    # The presets' architectures and training hyperparameters with the search's training
+    # budget (epochs, patience), so that they compare with the trials on equal terms.
+    configs = {
+        name: cfg.replace(epochs=engine.base_config.epochs, patience=engine.base_config.patience)
+        for name, cfg in PRESETS.items()
+    }
+    refs = evaluate_presets(ctx, engine.space.graph_aggregators, configs, engine.seed)
+    path.write_text(json.dumps({"seed": engine.seed, "presets": refs}, indent=2))
+    return refs

@@ -1,0 +1,345 @@
+"""The PaSca design space as a hyperopt search space.
+
+A *point* is a plain dict of the six architecture dimensions of the PaSca table (DESIGN.md),
+with aggregator choices given by their labels::
+
+    {"k_pre": 6, "ga_pre": "aug_na", "ma": "adaptive", "k_trans": 3,
+     "k_post": 4, "ga_post": "ppr(0.3)"}
+
+plus, when the space has training ranges, the training hyperparameters (``lr``,
+``weight_decay``, ``hidden``, ``dropout``). :meth:`DesignSpace.to_config` turns a point into
+an :class:`~sgap_plugins.core.config.SGAPConfig` and :meth:`DesignSpace.to_point` maps a
+config back. :meth:`DesignSpace.hyperopt_space` encodes the space for hyperopt (integer
+dimensions as quantised uniforms so TPE models them as ordinal, aggregators as
+``hp.choice``); :meth:`DesignSpace.to_vals` / :meth:`DesignSpace.from_vals` convert between a
+point and hyperopt's internal ``vals`` (choice indices), which is how a search history is
+handed back to TPE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import SGAPConfig
+from ..plugins import graph_aggregator_classes, message_aggregator_classes
+
+ARCH_KEYS = ("k_pre", "ga_pre", "ma", "k_trans", "k_post", "ga_post")
+INT_KEYS = ("k_pre", "k_trans", "k_post")
+TRAINING_KEYS = ("lr", "weight_decay", "hidden", "dropout")
+
+
+@dataclass(frozen=True)
+class AggregatorChoice:
+    """One categorical option: a registry ``name`` with fixed ``params`` and a ``label``."""
+
+    label: str
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, name: str, params: Mapping[str, Any]) -> bool:
+        return self.name == name and dict(self.params) == dict(params)
+
+
+@dataclass(frozen=True)
+class TrainingRanges:
+    """Search ranges of the training hyperparameters (log-uniform ``lr`` and
+    ``weight_decay``, categorical ``hidden``, uniform ``dropout``)."""
+
+    lr: tuple[float, float] = (1e-3, 0.2)
+    weight_decay: tuple[float, float] = (1e-6, 1e-2)
+    hidden: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: tuple[float, float] = (0.0, 0.8)
+
+
+PAPER_GRAPH_AGGREGATORS = (
+    AggregatorChoice("aug_na", "aug_na", {}),
+    AggregatorChoice("ppr(0.1)", "ppr", {"alpha": 0.1}),
+    AggregatorChoice("ppr(0.2)", "ppr", {"alpha": 0.2}),
+    AggregatorChoice("ppr(0.3)", "ppr", {"alpha": 0.3}),
+    AggregatorChoice("triangle", "triangle", {}),
+)
+# ``weighted`` in the space is the learnable per-hop weighting softmax(θ) (initialised at
+# GBP's decay); the fixed-decay GBP variant is a preset, not a separate choice of the table.
+PAPER_MESSAGE_AGGREGATORS = (
+    AggregatorChoice("none", "none", {}),
+    AggregatorChoice("mean", "mean", {}),
+    AggregatorChoice("max", "max", {}),
+    AggregatorChoice("concat", "concat", {}),
+    AggregatorChoice("weighted", "weighted", {"learnable": True}),
+    AggregatorChoice("adaptive", "adaptive", {}),
+)
+
+
+def _as_choice(item: str | AggregatorChoice | tuple[str, Mapping[str, Any]]) -> AggregatorChoice:
+    if isinstance(item, AggregatorChoice):
+        return item
+    if isinstance(item, str):
+        return AggregatorChoice(item, item, {})
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        name, params = item
+        label = name + (f"({','.join(str(v) for v in params.values())})" if params else "")
+        return AggregatorChoice(label, name, dict(params))
+    raise TypeError(
+        "an aggregator choice is a registry name, a (name, params) tuple or an "
+        f"AggregatorChoice; got {item!r}"
+    )
+
+
+class DesignSpace:
+    """A finite SGAP architecture space, optionally with training hyperparameter ranges.
+
+    Args:
+        k_pre, k_trans, k_post: inclusive ``(low, high)`` integer ranges.
+        graph_aggregators: the options of ``GA_pre`` and ``GA_post``.
+        message_aggregators: the options of ``MA``.
+        training: training hyperparameter ranges, or ``None`` to keep those of the base
+            config fixed.
+    """
+
+    def __init__(
+        self,
+        k_pre: tuple[int, int],
+        k_trans: tuple[int, int],
+        k_post: tuple[int, int],
+        graph_aggregators: Sequence[AggregatorChoice],
+        message_aggregators: Sequence[AggregatorChoice],
+        training: TrainingRanges | None = None,
+    ) -> None:
+        self.ranges = {"k_pre": tuple(k_pre), "k_trans": tuple(k_trans), "k_post": tuple(k_post)}
+        for key, (lo, hi) in self.ranges.items():
+            if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
+                raise ValueError(f"{key} range must be two ints 0 <= low <= high, got {(lo, hi)}")
+        if self.ranges["k_trans"][0] < 1:
+            raise ValueError("k_trans must be at least 1")
+        self.graph_aggregators = tuple(graph_aggregators)
+        self.message_aggregators = tuple(message_aggregators)
+        self.training = training
+        ga_known, ma_known = graph_aggregator_classes(), message_aggregator_classes()
+        for kind, options, known in (
+            ("graph aggregator", self.graph_aggregators, ga_known),
+            ("message aggregator", self.message_aggregators, ma_known),
+        ):
+            if not options:
+                raise ValueError(f"the space needs at least one {kind}")
+            labels = [o.label for o in options]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"duplicate {kind} labels in {labels}")
+            for o in options:
+                if o.name not in known:
+                    raise ValueError(
+                        f"unknown {kind} {o.name!r}; registered: {sorted(known)} "
+                        "(install the plugin that provides it, see `sgap plugins`)"
+                    )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def paper(
+        cls,
+        extra_graph_aggregators: Iterable[str | AggregatorChoice | tuple[str, Mapping]] = (),
+        extra_message_aggregators: Iterable[str | AggregatorChoice | tuple[str, Mapping]] = (),
+        training: TrainingRanges | bool | None = None,
+    ) -> DesignSpace:
+        """The PaSca table: ``K_pre ∈ 0…10``, ``GA ∈ {aug_na, ppr(0.1), ppr(0.2), ppr(0.3),
+        triangle}``, ``MA ∈ {none, mean, max, concat, weighted, adaptive}``,
+        ``K_trans ∈ 1…10``, ``K_post ∈ 0…10`` — 181,500 architectures.
+
+        Args:
+            extra_graph_aggregators: aggregators registered by plugins, added as choices of
+                both ``GA_pre`` and ``GA_post`` (a name, a ``(name, params)`` tuple or an
+                :class:`AggregatorChoice`).
+            extra_message_aggregators: plugin message aggregators added to ``MA``.
+            training: ``True`` for the default :class:`TrainingRanges`, or custom ranges.
+        """
+        ranges = TrainingRanges() if training is True else (training or None)
+        return cls(
+            k_pre=(0, 10),
+            k_trans=(1, 10),
+            k_post=(0, 10),
+            graph_aggregators=PAPER_GRAPH_AGGREGATORS
+            + tuple(_as_choice(a) for a in extra_graph_aggregators),
+            message_aggregators=PAPER_MESSAGE_AGGREGATORS
+            + tuple(_as_choice(a) for a in extra_message_aggregators),
+            training=ranges,
+        )
+
+    # ------------------------------------------------------------------ size
+    def size(self) -> int:
+        """The number of architectures (training hyperparameters are not counted):
+        ``|K_pre| · |GA| · |MA| · |K_trans| · |K_post| · |GA|``."""
+        n = 1
+        for lo, hi in self.ranges.values():
+            n *= hi - lo + 1
+        return n * len(self.graph_aggregators) ** 2 * len(self.message_aggregators)
+
+    # ------------------------------------------------------------------ hyperopt
+    def hyperopt_space(self) -> dict[str, Any]:
+        """The hyperopt expression whose samples (through ``space_eval``) are points.
+
+        Integer dimensions are ``hp.quniform(low - 0.5, high + 0.5, 1)`` so every value has
+        the same prior mass and TPE treats them as ordered; :meth:`from_vals` rounds and clips.
+        """
+        from hyperopt import hp
+
+        space: dict[str, Any] = {}
+        for key in ARCH_KEYS:
+            if key in INT_KEYS:
+                lo, hi = self.ranges[key]
+                space[key] = hp.quniform(key, lo - 0.5, hi + 0.5, 1)
+            elif key == "ma":
+                space[key] = hp.choice(key, [o.label for o in self.message_aggregators])
+            else:
+                space[key] = hp.choice(key, [o.label for o in self.graph_aggregators])
+        if self.training is not None:
+            t = self.training
+            space["lr"] = hp.loguniform("lr", math.log(t.lr[0]), math.log(t.lr[1]))
+            space["weight_decay"] = hp.loguniform(
+                "weight_decay", math.log(t.weight_decay[0]), math.log(t.weight_decay[1])
+            )
+            space["hidden"] = hp.choice("hidden", list(t.hidden))
+            space["dropout"] = hp.uniform("dropout", t.dropout[0], t.dropout[1])
+        return space
+
+    def _labels(self, key: str) -> list[str]:
+        options = self.message_aggregators if key == "ma" else self.graph_aggregators
+        return [o.label for o in options]
+
+    def keys(self) -> tuple[str, ...]:
+        return ARCH_KEYS + (TRAINING_KEYS if self.training is not None else ())
+
+    def from_vals(self, vals: Mapping[str, Any]) -> dict[str, Any]:
+        """A point from hyperopt ``vals`` (scalars or one-element lists; choice indices)."""
+
+        def scalar(v: Any) -> Any:
+            return v[0] if isinstance(v, (list, tuple)) else v
+
+        point: dict[str, Any] = {}
+        for key in self.keys():
+            v = scalar(vals[key])
+            if key in INT_KEYS:
+                lo, hi = self.ranges[key]
+                point[key] = int(min(max(round(float(v)), lo), hi))
+            elif key in ("ma", "ga_pre", "ga_post"):
+                point[key] = self._labels(key)[int(v)]
+            elif key == "hidden":
+                point[key] = int(self.training.hidden[int(v)])
+            else:
+                point[key] = float(v)
+        return point
+
+    def to_vals(self, point: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """hyperopt ``vals`` (one-element lists) of a point, the inverse of :meth:`from_vals`."""
+        self.validate(point)
+        vals: dict[str, list[Any]] = {}
+        for key in self.keys():
+            v = point[key]
+            if key in ("ma", "ga_pre", "ga_post"):
+                vals[key] = [self._labels(key).index(v)]
+            elif key == "hidden":
+                vals[key] = [list(self.training.hidden).index(v)]
+            else:
+                vals[key] = [float(v)]
+        return vals
+
+    def validate(self, point: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``point`` lies in the space."""
+        missing = [k for k in self.keys() if k not in point]
+        if missing:
+            raise ValueError(f"point misses {missing}")
+        for key in INT_KEYS:
+            lo, hi = self.ranges[key]
+            v = point[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{key}={v!r} is outside [{lo}, {hi}]")
+        for key in ("ma", "ga_pre", "ga_post"):
+            if point[key] not in self._labels(key):
+                raise ValueError(f"{key}={point[key]!r} is not one of {self._labels(key)}")
+        if self.training is not None and point["hidden"] not in self.training.hidden:
+            raise ValueError(f"hidden={point['hidden']!r} is not one of {self.training.hidden}")
+
+    # ------------------------------------------------------------------ configs
+    def to_config(self, point: Mapping[str, Any], base: SGAPConfig | None = None) -> SGAPConfig:
+        """The :class:`SGAPConfig` of a point; training hyperparameters not in the point come
+        from ``base`` (default: ``SGAPConfig()``)."""
+        self.validate(point)
+        ga = {o.label: o for o in self.graph_aggregators}
+        ma = {o.label: o for o in self.message_aggregators}[point["ma"]]
+        changes: dict[str, Any] = {
+            "k_pre": point["k_pre"],
+            "ga_pre": ga[point["ga_pre"]].name,
+            "ga_pre_params": dict(ga[point["ga_pre"]].params),
+            "ma": ma.name,
+            "ma_params": dict(ma.params),
+            "k_trans": point["k_trans"],
+            "k_post": point["k_post"],
+            "ga_post": ga[point["ga_post"]].name,
+            "ga_post_params": dict(ga[point["ga_post"]].params),
+        }
+        if self.training is not None:
+            changes.update({k: point[k] for k in TRAINING_KEYS})
+        return (base or SGAPConfig()).replace(**changes)
+
+    def to_point(self, config: SGAPConfig) -> dict[str, Any]:
+        """The point of a config that lies in the space (aggregators matched by name and
+        parameters); raises ``ValueError`` otherwise."""
+
+        def label(options: Sequence[AggregatorChoice], name: str, params: Mapping, key: str) -> str:
+            for o in options:
+                if o.matches(name, params):
+                    return o.label
+            raise ValueError(
+                f"{key}={name}{dict(params) or ''} is not a choice of this space "
+                f"({[o.label for o in options]})"
+            )
+
+        point: dict[str, Any] = {
+            "k_pre": config.k_pre,
+            "ga_pre": label(self.graph_aggregators, config.ga_pre, config.ga_pre_params, "ga_pre"),
+            "ma": label(self.message_aggregators, config.ma, config.ma_params, "ma"),
+            "k_trans": config.k_trans,
+            "k_post": config.k_post,
+            "ga_post": label(
+                self.graph_aggregators, config.ga_post, config.ga_post_params, "ga_post"
+            ),
+        }
+        if self.training is not None:
+            point.update({k: getattr(config, k) for k in TRAINING_KEYS})
+        self.validate(point)
+        return point
+
+    # ------------------------------------------------------------------ description
+    def graph_aggregator(self, label: str) -> AggregatorChoice:
+        for o in self.graph_aggregators:
+            if o.label == label:
+                return o
+        raise ValueError(f"{label!r} is not a graph aggregator of this space")
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable description (stored with a search to check ``--resume``)."""
+        return {
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "graph_aggregators": [
+                [o.label, o.name, dict(o.params)] for o in self.graph_aggregators
+            ],
+            "message_aggregators": [
+                [o.label, o.name, dict(o.params)] for o in self.message_aggregators
+            ],
+            "training": None
+            if self.training is None
+            else {
+                "lr": list(self.training.lr),
+                "weight_decay": list(self.training.weight_decay),
+                "hidden": list(self.training.hidden),
+                "dropout": list(self.training.dropout),
+            },
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"DesignSpace({self.size()} architectures, "
+            f"GA={[o.label for o in self.graph_aggregators]}, "
+            f"MA={[o.label for o in self.message_aggregators]}, "
+            f"training={'searched' if self.training else 'fixed'})"
+        )
