@@ -6,8 +6,8 @@
 * :class:`DGLAdapter` — the framework adapter behind ``sgap_plugins.propagate(g, feat, k)``.
 
 The names are imported on first access: the plugin manager imports
-:mod:`sgap_plugins.dgl.plugin` while the core is still initialising, so this package must not
-import the core's model and configuration modules eagerly.
+:mod:`sgap_plugins.dgl.plugin` (and so this package) whenever it builds its registry, and that
+must import neither DGL nor the modules built on it (see :mod:`sgap_plugins.dgl.adapter`).
 """
 
 from __future__ import annotations

@@ -4,21 +4,31 @@ Edges keep DGL's direction: a message flows from ``src`` to ``dst``, so node ``v
 over its in-neighbours (row ``v`` of the CSR lists the sources of the edges into ``v``), as
 ``graph.update_all(fn.copy_u(...), fn.sum(...))`` does. The structure is read to the CPU,
 where the transition matrix is built; propagation then runs on the features' device.
+
+This module does not import DGL: the plugin manager builds the adapter whenever the
+registry is built, and a process that never creates a ``DGLGraph`` should not pay for
+importing DGL (about 1.5 s). A ``DGLGraph`` can only exist once ``dgl`` is imported, so
+:meth:`DGLAdapter.accepts` looks it up in ``sys.modules``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import dgl
 import torch
 from torch import Tensor
 
 from ..core.graph import CSRGraph
 
+if TYPE_CHECKING:
+    import dgl
+
 
 def check_homogeneous(graph: Any, name: str = "graph") -> None:
     """Raise a clear error unless ``graph`` is a homogeneous ``DGLGraph`` (not a block)."""
+    import dgl
+
     if not isinstance(graph, dgl.DGLGraph):
         raise TypeError(f"{name} must be a dgl.DGLGraph, got {type(graph).__name__}")
     if graph.is_block:
@@ -73,13 +83,16 @@ class DGLAdapter:
     name = "dgl"
 
     def accepts(self, obj: Any) -> bool:
-        return isinstance(obj, dgl.DGLGraph)
+        dgl = sys.modules.get("dgl")  # no DGLGraph can exist before dgl is imported
+        return dgl is not None and isinstance(obj, dgl.DGLGraph)
 
     def to_csr(self, obj: dgl.DGLGraph, edge_weight: Tensor | None = None) -> CSRGraph:
         return dgl_to_csr(obj, edge_weight)
 
     def from_csr(self, graph: CSRGraph) -> dgl.DGLGraph:
         """A CPU ``DGLGraph``; weights, when present, in ``g.edata["w"]``."""
+        import dgl
+
         edge_index, weight = graph.to_edge_index()
         g = dgl.graph((edge_index[0], edge_index[1]), num_nodes=graph.num_nodes)
         if weight is not None:
