@@ -33,6 +33,8 @@ def test_wrong_feature_rows_and_columns(graph):
         SGAPModel("sgc", in_feats=3, n_classes=2)(graph, torch.randn(4, 5))
     with pytest.raises(TypeError, match=r"feat must be a floating point tensor"):
         SGAPPropagate(2)(graph, torch.ones(4, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"feat must be a torch.Tensor of shape \[N, F\], got list"):
+        SGAPPropagate(2, cached=True)(graph, [[0.0] * 3] * 4)
 
 
 def test_nan_features(graph):

@@ -81,7 +81,11 @@ class SGAPPropagate(nn.Module):
             one contiguous ``[k+1, N, F]`` buffer (``out.transpose(0, 1)``).
         """
         check_homogeneous(graph)
-        if self.cached and self._cached_hops is not None:
+        if not isinstance(feat, Tensor):
+            raise TypeError(
+                f"feat must be a torch.Tensor of shape [N, F], got {type(feat).__name__}"
+            )
+        if self.cached and self._cached_hops is not None and self._cache_key is not None:
             key = _cache_key(graph, feat, edge_weight)
             if key != self._cache_key:
                 raise ValueError(
@@ -105,13 +109,11 @@ class SGAPPropagate(nn.Module):
         return f"k={self.k}, aggregator={self.aggregator!r}, cached={self.cached}"
 
 
-def _cache_key(graph: dgl.DGLGraph, feat: Any, edge_weight: Tensor | None) -> tuple[Any, ...]:
-    shape = tuple(feat.shape) if isinstance(feat, Tensor) else type(feat).__name__
-    return graph.num_nodes(), graph.num_edges(), shape, edge_weight is not None
+def _cache_key(graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None) -> tuple[Any, ...]:
+    return graph.num_nodes(), graph.num_edges(), tuple(feat.shape), edge_weight is not None
 
 
-def _describe(key: tuple[Any, ...] | None) -> str:
-    assert key is not None
+def _describe(key: tuple[Any, ...]) -> str:
     n, e, shape, weighted = key
     w = "weighted" if weighted else "unweighted"
     return f"a graph of {n} nodes and {e} edges ({w}) with features of shape {list(shape)}"
