@@ -11,7 +11,8 @@
 // node_map[v] (identity without a map) into out[t], cast to out's dtype. The CSR rows are
 // destinations. Features are processed in column blocks of `block` columns with two fp32
 // working buffers [N, block] (previous and current hop), so accumulation is always fp32 and
-// the gathered rows of one block stay dense in cache.
+// the gathered rows of one block stay dense in cache (fp32 output in node order needs no
+// buffers: hop t-1 is read from out[t-1]).
 #include "sgap_ops.h"
 
 #include <ATen/Parallel.h>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace sgap {
@@ -45,10 +47,12 @@ std::vector<int64_t> balanced_chunks(const int64_t* rowptr, int64_t n, int64_t p
 // One hop for rows [row_begin, row_end) of one column block. NB > 0 fixes the block width
 // at compile time so acc lives in vector registers and the column loops fully vectorise;
 // NB == 0 is the runtime-width remainder block.
+// prev: previous hop of the block, row u at prev + u * ld; cur: fp32 copy of the new hop
+// ([N, nb]) or nullptr when out_hop itself is the fp32 previous-hop source of the next hop.
 template <int NB, typename index_t, typename out_t>
 void hop_rows(const Problem& pb, const index_t* __restrict__ col, const float* __restrict__ prev,
-              float* __restrict__ cur, out_t* __restrict__ out_hop, int64_t c0, int64_t nb_rt,
-              int64_t row_begin, int64_t row_end) {
+              int64_t ld, float* __restrict__ cur, out_t* __restrict__ out_hop, int64_t c0,
+              int64_t nb_rt, int64_t row_begin, int64_t row_end) {
   const int64_t nb = NB > 0 ? NB : nb_rt;
   alignas(64) float acc[NB > 0 ? NB : kMaxBlock];
   const float* __restrict__ w = pb.weight;
@@ -62,17 +66,17 @@ void hop_rows(const Problem& pb, const index_t* __restrict__ col, const float* _
       // Gathers are latency-bound random reads: request the rows a few edges ahead (the
       // index array is read sequentially, so those loads are cheap and often in flight).
       if (e + kPrefetch < pb.rowptr[pb.n]) {
-        const float* ahead = prev + static_cast<int64_t>(col[e + kPrefetch]) * nb;
+        const float* ahead = prev + static_cast<int64_t>(col[e + kPrefetch]) * ld;
         for (int64_t l = 0; l < nb; l += 16) __builtin_prefetch(ahead + l, 0, 1);
       }
       const int64_t u = static_cast<int64_t>(col[e]);
       float s = w ? w[e] : 1.0f;
       if (cs) s *= cs[u];
       has_loop |= (u == v);
-      const float* __restrict__ p = prev + u * nb;
+      const float* __restrict__ p = prev + u * ld;
       for (int64_t f = 0; f < nb; ++f) acc[f] += s * p[f];
     }
-    const float* __restrict__ pv = prev + v * nb;
+    const float* __restrict__ pv = prev + v * ld;
     if (pb.self_loops && !has_loop) {
       const float s = cs ? cs[v] : 1.0f;
       for (int64_t f = 0; f < nb; ++f) acc[f] += s * pv[f];
@@ -88,12 +92,9 @@ void hop_rows(const Problem& pb, const index_t* __restrict__ col, const float* _
       const float* __restrict__ xv = pb.x + orig * pb.ldx + c0;
       for (int64_t f = 0; f < nb; ++f) acc[f] = keep * acc[f] + pb.alpha * xv[f];
     }
-    float* __restrict__ cv = cur + v * nb;
+    if (cur) std::copy(acc, acc + nb, cur + v * nb);
     out_t* __restrict__ o = out_hop + orig * pb.ldo + c0;
-    for (int64_t f = 0; f < nb; ++f) {
-      cv[f] = acc[f];
-      o[f] = static_cast<out_t>(acc[f]);
-    }
+    for (int64_t f = 0; f < nb; ++f) o[f] = static_cast<out_t>(acc[f]);
   }
 }
 
@@ -101,38 +102,56 @@ template <typename index_t, typename out_t>
 void run_cpu(const Problem& pb, const index_t* col, out_t* out) {
   const int64_t n = pb.n;
   const int64_t block = std::min<int64_t>(pb.block, pb.f);
-  // Working buffers: fp32 previous and current hop of one column block.
-  at::Tensor buf = at::empty({2, n, block}, at::kFloat);
-  float* prev = buf.data_ptr<float>();
-  float* cur = prev + n * block;
-  const auto chunks = balanced_chunks(pb.rowptr, n, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  // fp32 output in node order is its own fp32 working storage: hop t-1 is read straight from
+  // out[t-1] (no extra memory). Otherwise two fp32 buffers [N, block] hold the previous and
+  // current hop of one column block (low-precision output, or reordered rows).
+  const bool direct = std::is_same<out_t, float>::value && pb.node_map == nullptr;
+  at::Tensor buf = at::empty({direct ? 0 : 2, n, block}, at::kFloat);
+  float* prev_buf = buf.data_ptr<float>();
+  float* cur_buf = direct ? nullptr : prev_buf + n * block;
+  const auto chunks =
+      balanced_chunks(pb.rowptr, n, std::max<int64_t>(1, 8 * at::get_num_threads()));
   const int64_t nchunks = static_cast<int64_t>(chunks.size()) - 1;
 
   for (int64_t c0 = 0; c0 < pb.f; c0 += block) {
     const int64_t nb = std::min(block, pb.f - c0);
-    // Hop 0: copy x into the working buffer (in node_map order) and into out[0].
+    // Hop 0: x into out[0] (and into the working buffer, in node_map order).
     at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
       for (int64_t v = b; v < e; ++v) {
         const int64_t orig = pb.node_map ? pb.node_map[v] : v;
         const float* xv = pb.x + orig * pb.ldx + c0;
-        std::memcpy(prev + v * nb, xv, nb * sizeof(float));
+        if (!direct) std::memcpy(prev_buf + v * nb, xv, nb * sizeof(float));
         out_t* o = out + orig * pb.ldo + c0;
         for (int64_t f = 0; f < nb; ++f) o[f] = static_cast<out_t>(xv[f]);
       }
     });
+    float* prev = prev_buf;
+    float* cur = cur_buf;
     for (int64_t t = 1; t <= pb.k; ++t) {
       out_t* out_hop = out + t * pb.hop_stride;
+      const float* src = direct ? reinterpret_cast<const float*>(out + (t - 1) * pb.hop_stride) + c0
+                                : prev;
+      const int64_t ld = direct ? pb.ldo : nb;
       at::parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
         const int64_t rb = chunks[b], re = chunks[e];
         switch (nb) {
-          case 16: hop_rows<16, index_t, out_t>(pb, col, prev, cur, out_hop, c0, nb, rb, re); break;
-          case 32: hop_rows<32, index_t, out_t>(pb, col, prev, cur, out_hop, c0, nb, rb, re); break;
-          case 64: hop_rows<64, index_t, out_t>(pb, col, prev, cur, out_hop, c0, nb, rb, re); break;
-          case 128: hop_rows<128, index_t, out_t>(pb, col, prev, cur, out_hop, c0, nb, rb, re); break;
-          default: hop_rows<0, index_t, out_t>(pb, col, prev, cur, out_hop, c0, nb, rb, re);
+          case 16:
+            hop_rows<16, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
+            break;
+          case 32:
+            hop_rows<32, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
+            break;
+          case 64:
+            hop_rows<64, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
+            break;
+          case 128:
+            hop_rows<128, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
+            break;
+          default:
+            hop_rows<0, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
         }
       });
-      std::swap(prev, cur);
+      if (!direct) std::swap(prev, cur);
     }
   }
 }
