@@ -1,5 +1,39 @@
-"""PyTorch Geometric adapter: transforms and dataset loading."""
+"""PyTorch Geometric adapter: transforms and the framework adapter.
 
-from .transforms import SGAPPostprocess, SGAPPrecompute
+* :class:`SGAPPrecompute` — a ``BaseTransform`` writing ``data.x1 … data.xk`` like ``T.SIGN``;
+* :class:`SGAPPostprocess` — propagation of soft predictions (label propagation);
+* :class:`PyGAdapter` — the framework adapter behind ``sgap_plugins.propagate(data, x, k)``.
 
-__all__ = ["SGAPPostprocess", "SGAPPrecompute"]
+The names are imported on first access: the plugin manager imports
+:mod:`sgap_plugins.pyg.plugin` (and so this package) whenever it builds its registry, and a
+process that never touches PyG should not pay for importing it (about 2 s).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .adapter import PyGAdapter
+    from .transforms import SGAPPostprocess, SGAPPrecompute
+
+_EXPORTS = {
+    "PyGAdapter": "adapter",
+    "SGAPPostprocess": "transforms",
+    "SGAPPrecompute": "transforms",
+}
+
+__all__ = ["PyGAdapter", "SGAPPostprocess", "SGAPPrecompute"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,16 +1,25 @@
-"""Conversion between PyG ``Data`` and :class:`~sgap_plugins.core.graph.CSRGraph`."""
+"""Conversion between PyG ``Data`` and :class:`~sgap_plugins.core.graph.CSRGraph`.
+
+This module imports PyG only when a conversion runs: a ``Data`` object can only exist once
+``torch_geometric`` is imported, so :meth:`PyGAdapter.accepts` looks it up in ``sys.modules``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
-from torch_geometric.data import Data, HeteroData
 
 from ..core.graph import CSRGraph
 
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
 
 def check_homogeneous(data: Any) -> None:
+    from torch_geometric.data import HeteroData
+
     if isinstance(data, HeteroData):
         raise TypeError(
             "HeteroData is not supported yet: convert with data.to_homogeneous() or propagate "
@@ -25,6 +34,10 @@ class PyGAdapter:
     name = "pyg"
 
     def accepts(self, obj: Any) -> bool:
+        if "torch_geometric" not in sys.modules:
+            return False
+        from torch_geometric.data import Data, HeteroData
+
         return isinstance(obj, (Data, HeteroData))
 
     def to_csr(self, obj: Data, edge_weight: Tensor | None = None) -> CSRGraph:
@@ -39,6 +52,8 @@ class PyGAdapter:
         return CSRGraph.from_edge_index(obj.edge_index, obj.num_nodes, edge_weight)
 
     def from_csr(self, graph: CSRGraph) -> Data:
+        from torch_geometric.data import Data
+
         edge_index, weight = graph.to_edge_index()
         data = Data(edge_index=edge_index, num_nodes=graph.num_nodes)
         if weight is not None:
