@@ -73,12 +73,20 @@ def check_features(x: Any, num_nodes: int, name: str = "x") -> Tensor:
             f"{name} has {x.size(0)} rows but the graph has num_nodes={num_nodes}; "
             "pass one feature row per node"
         )
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    if x.numel() and not _all_finite(x):
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise ValueError(
             f"{name} contains NaN or inf in {bad} row(s); impute or drop them before propagating"
         )
     return x
+
+
+def _all_finite(x: Tensor, chunk_bytes: int = 2**26) -> bool:
+    """``isfinite(x).all()`` over row chunks: the boolean mask of a whole hop-sized ``x``
+    would be a transient as large as a quarter of ``x`` (it counts against out-of-core
+    budgets)."""
+    rows = max(1, chunk_bytes // max(1, x.size(1) * x.element_size()))
+    return all(bool(torch.isfinite(x[i : i + rows]).all()) for i in range(0, x.size(0), rows))
 
 
 def check_hops(k: Any, name: str = "k") -> int:
@@ -387,8 +395,11 @@ def _propagate_to_file(
     resident memory stays at the graph plus one block."""
     n, f = x.shape
     itemsize = torch.empty((), dtype=out_dtype).element_size()
-    # Per column: the staged hops plus the kernel's two fp32 working columns.
+    # An eighth of the budget for the mapped row window (every page of it is touched), the
+    # rest for the staged hops of one block plus the kernel's two fp32 working columns.
+    window_rows = max(1, min(_WINDOW_BYTES, budget // 8) // max(1, f * itemsize))
     per_column = n * ((k + 1) * itemsize + 8)
+    budget -= window_rows * f * itemsize
     if per_column > budget:
         raise ValueError(
             f"memory_budget={budget} bytes is below one column block: N={n}, k={k} need at "
@@ -402,10 +413,12 @@ def _propagate_to_file(
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=(k + 1, n, f))
     offset = header.offset
     del header
-    window_rows = max(1, _WINDOW_BYTES // max(1, f * itemsize))
+    # One staging buffer for all blocks: a fresh one per block could double the peak through
+    # allocator reuse patterns.
+    staging = torch.empty((k + 1, n, width), dtype=out_dtype, device=x.device)
     for c0 in range(0, f, width):
         c1 = min(f, c0 + width)
-        block = plan.run(x[:, c0:c1], k, out_dtype).cpu()
+        block = plan.run(x[:, c0:c1], k, out_dtype, out=staging[:, :, : c1 - c0]).cpu()
         for t in range(k + 1):
             for r0 in range(0, n, window_rows):
                 r1 = min(n, r0 + window_rows)
@@ -419,4 +432,5 @@ def _propagate_to_file(
                 window[:, c0:c1] = block[t, r0:r1].numpy()
                 del window  # unmap: written pages leave this process's RSS
         del block
+    del staging
     return torch.from_numpy(np.load(path, mmap_mode="r+"))
