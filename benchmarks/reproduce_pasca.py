@@ -10,8 +10,9 @@ mean ± std next to the paper's number. Splits: the Planetoid public split for C
 CiteSeer; for Amazon and Coauthor 20/30 per class train/validation with split seed = run
 seed (each run draws its own split), the rest test.
 
-Every run is appended to ``--log`` (JSON lines) and skipped when found there, so the script
-can be interrupted and restarted. ``--report`` writes the markdown table.
+Every run is appended to ``--log`` (JSON lines, one ``write`` each, so processes running
+different datasets may share it) and skipped when found there, so the script can be
+interrupted and restarted. ``--report`` writes the markdown table.
 
     .venv/bin/python benchmarks/reproduce_pasca.py --tune --seeds 10 --report docs/results.md
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from sgap_plugins.core.config import PRESETS, SGAPConfig
 from sgap_plugins.core.graph import CSRGraph
@@ -179,9 +181,10 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
         for seed in seeds:
             one(preset, config, seed, "final")
         choice_path = Path(args.log).with_suffix(".chosen.json")
-        chosen = json.loads(choice_path.read_text()) if choice_path.exists() else {}
-        chosen[f"{name}/{preset}"] = config.to_dict()
-        choice_path.write_text(json.dumps(chosen, indent=1, sort_keys=True))
+        with FileLock(str(choice_path) + ".lock"):  # several datasets may run in parallel
+            chosen = json.loads(choice_path.read_text()) if choice_path.exists() else {}
+            chosen[f"{name}/{preset}"] = config.to_dict()
+            choice_path.write_text(json.dumps(chosen, indent=1, sort_keys=True))
 
 
 def report(args: argparse.Namespace, log: Log) -> str:

@@ -188,3 +188,31 @@ def test_cora_search_two_workers(cora, tmp_path: Path) -> None:
     assert {"sgc", "pasca_v3"} <= set(presets)
     rc = main(["train", "--dataset", "cora", "--config", str(out / "pareto.json"), "--index", "0"])
     assert rc == 0
+
+
+def test_large_store_is_fp16_and_memory_mapped(tmp_path: Path) -> None:
+    """Above the memory budget the hop store is fp16 on disk, memory-mapped by readers,
+    equal to fp32 propagation up to fp16 rounding, and trials run on it."""
+    import numpy as np
+    import torch
+
+    from sgap_plugins.core.propagation import propagate
+    from sgap_plugins.core.search.evaluation import HopStore, TrialContext, load_hops
+    from sgap_plugins.core.search.space import AggregatorChoice
+
+    data = small_graph()
+    ppr = AggregatorChoice("ppr(0.1)", "ppr", {"alpha": 0.1})
+    store = HopStore(tmp_path / "hops", data, memory_budget=10_000)
+    entry = store.entry(ppr, 4)
+    assert entry.dtype == "float16" and entry.shape == (5, data.num_nodes, 16)
+    assert isinstance(np.load(entry.path, mmap_mode="c"), np.memmap)
+    hops = load_hops(entry, memory_budget=10_000)
+    assert hops.dtype == torch.float16
+    ref = propagate(data.edge_index, data.x, 4, "ppr", alpha=0.1)
+    torch.testing.assert_close(hops.float(), ref, rtol=2e-3, atol=2e-3)
+    assert store.entry(ppr, 3).path == entry.path  # cached: fewer hops reuse the store
+    ctx = TrialContext.create(store, [ppr], 4, tmp_path / "ctx", memory_budget=10_000)
+    config = FAST.replace(k_pre=4, ga_pre="ppr", ga_pre_params={"alpha": 0.1}, k_post=2)
+    out = evaluate_trial(ctx, config, "ppr(0.1)", "ppr(0.1)", seed=0)
+    assert 0.0 <= out["objectives"]["val_error"] <= 1.0
+    assert out["objectives"]["inference_time"] > 0

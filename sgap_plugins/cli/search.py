@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.config import PRESETS, SGAPConfig
+from ..core.config import PRESETS
 from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
+from ..core.search.engine import DEFAULT_BASE_CONFIG
 from ..core.search.evaluation import evaluate_presets
 from ..core.search.report import front_table, plot_pareto, write_pareto_json, write_trials_csv
 from ..datasets import cache_dir, load_dataset
@@ -93,7 +94,7 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     budgets = {k: float(v) for k, v in _pairs(args.budget, "--budget").items()}
-    base = SGAPConfig(epochs=200, patience=50).replace(**_pairs(args.train, "--train"))
+    base = DEFAULT_BASE_CONFIG.replace(**_pairs(args.train, "--train"))
     space = DesignSpace.paper(
         extra_graph_aggregators=args.extra_graph_aggregator,
         extra_message_aggregators=args.extra_message_aggregator,
