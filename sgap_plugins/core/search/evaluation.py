@@ -113,8 +113,10 @@ class HopStore:
         key = self._key(choice)
         meta_path = self.dir / f"{key}.json"
         with FileLock(str(self.dir / f".{key}.lock")):
+            stale = None
             if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
+                stale = Path(meta["path"])
                 if (
                     meta.pop("version", None) == STORE_VERSION
                     and meta["k"] >= k
@@ -125,6 +127,8 @@ class HopStore:
             tmp = meta_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps({**meta, "version": STORE_VERSION}))
             os.replace(tmp, meta_path)  # the store is valid only once its metadata exists
+            if stale is not None and stale != Path(meta["path"]):
+                stale.unlink(missing_ok=True)  # a store with fewer hops or another dtype
         return StoreEntry(choice.label, **{**meta, "shape": tuple(meta["shape"])})
 
     def _propagate(self, choice: AggregatorChoice, k: int, key: str) -> dict[str, Any]:
@@ -135,7 +139,10 @@ class HopStore:
         path = self.dir / f"{key}-k{k}-{'fp16' if fp16 else 'fp32'}.npy"
         agg = resolve_graph_aggregator(choice.name, **choice.params)
         w = agg.transition(self.csr).to_torch_csr(torch.float32)
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(k + 1, n, f))
+        # Written next to its final name and renamed into place, so that a process still
+        # mapping an older store of the same name keeps reading a consistent file.
+        tmp_path = path.with_name(path.name + ".tmp")
+        out = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=dtype, shape=(k + 1, n, f))
         out[0] = x.numpy()
         prev, seconds = x, []
         for t in range(1, k + 1):
@@ -145,6 +152,7 @@ class HopStore:
             out[t] = prev.numpy()
         out.flush()
         del out
+        os.replace(tmp_path, path)
         torch.save(agg.transition(self.csr), self.dir / f"{key}.transition.pt")
         return {
             "path": str(path),
