@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sgap_plugins.core.search import hypervolume, non_dominated
+from sgap_plugins.core.search import dominates, hypervolume, non_dominated
 
 
 def brute_front(points: np.ndarray) -> list[int]:
@@ -49,6 +49,8 @@ def test_hand_made_front() -> None:
         ]
     )
     assert non_dominated(pts) == [0, 1, 3, 4, 6, 7] == brute_front(pts)
+    assert dominates(pts[1], pts[2]) and not dominates(pts[3], pts[4])
+    assert not dominates(pts[0], pts[1]) and not dominates(pts[1], pts[0])
 
 
 @pytest.mark.parametrize("m", [2, 3, 4])

@@ -312,12 +312,6 @@ class DesignSpace:
         return point
 
     # ------------------------------------------------------------------ description
-    def graph_aggregator(self, label: str) -> AggregatorChoice:
-        for o in self.graph_aggregators:
-            if o.label == label:
-                return o
-        raise ValueError(f"{label!r} is not a graph aggregator of this space")
-
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description (stored with a search to check ``--resume``)."""
         return {
