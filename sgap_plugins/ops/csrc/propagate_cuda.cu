@@ -6,6 +6,7 @@
 // current hop live in fp32 working buffers [N, block]; out[t] receives the cast copy.
 #include "sgap_ops.h"
 
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <torch/library.h>
@@ -109,7 +110,9 @@ void propagate_hops_cuda(const at::Tensor& rowptr, const at::Tensor& col,
   Problem pb = make_problem(rowptr, col, weight, row_scale, col_scale, node_map, x, out, alpha,
                             self_loops, keep_empty, gpu_block, INT64_MAX);
   if (pb.n == 0 || pb.f == 0) return;
-  TORCH_CHECK(pb.n < INT32_MAX / kRowsPerBlock * kRowsPerBlock, "too many nodes for the grid");
+  TORCH_CHECK((pb.n + kRowsPerBlock - 1) / kRowsPerBlock <= INT32_MAX,
+              "propagate_hops: too many nodes for one CUDA grid");
+  const c10::cuda::CUDAGuard guard(x.device());  // launch on x's GPU, not the current one
   SGAP_DISPATCH_INDEX_OUT(col, out, [&] {
     run_cuda<index_t, out_t>(pb, col.data_ptr<index_t>(), out.data_ptr<out_t>(), x);
   });
