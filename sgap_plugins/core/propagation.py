@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .. import ops  # no build at import: the kernels are compiled on first use
 from .graph import CSRGraph
-from .graph_aggregators import GraphAggregator
+from .graph_aggregators import AugNormAdj, GraphAggregator, PersonalizedPageRank, _inv_pow
 from .plugins import framework_adapters, resolve_graph_aggregator
 
 MAX_HOPS = 64
@@ -236,12 +236,6 @@ def check_memory_budget(budget: Any) -> int:
     return int(budget)
 
 
-def _inv_pow(deg: Tensor, exponent: float) -> Tensor:
-    out = deg.pow(-exponent)
-    out[deg == 0] = 0.0
-    return out
-
-
 def _kernels_usable(x: Tensor, out_dtype: torch.dtype) -> bool:
     if x.dtype not in KERNEL_DTYPES or out_dtype not in KERNEL_DTYPES:
         return False  # float64 stays on the (float64) reference path
@@ -275,8 +269,6 @@ class _Plan:
         out_dtype: torch.dtype,
         reorder: str | None,
     ) -> _Plan:
-        from .graph_aggregators import AugNormAdj, PersonalizedPageRank
-
         fusable = csr.weight is None and (
             (type(agg) is AugNormAdj) or (type(agg) is PersonalizedPageRank)
         )
@@ -310,14 +302,11 @@ class _Plan:
     ) -> _Plan:
         if not _kernels_usable(x, out_dtype):
             return cls(transition=transition, agg=agg, use_kernels=False)
-        from .graph_aggregators import GraphAggregator as Base
-        from .graph_aggregators import PersonalizedPageRank
-
         combine = type(agg).combine
         alpha, per_hop = 0.0, False
         if combine is PersonalizedPageRank.combine:
             alpha = agg.alpha
-        elif combine is not Base.combine:
+        elif combine is not GraphAggregator.combine:
             per_hop = True
         plan = cls(
             transition=transition,
