@@ -113,6 +113,8 @@ def test_resume_refuses_a_different_search(tmp_path: Path) -> None:
         engine(out, 2).run()
     with pytest.raises(ValueError, match="objectives"):
         engine(out, 2, objectives=["val_error", "params"], resume=True).run()
+    more = engine(out, 9, resume=True).run()  # a larger budget (another default n_startup)
+    assert [t.trial for t in more.trials] == list(range(9))
 
 
 def test_raising_trial_is_recorded_as_failed(tmp_path: Path) -> None:

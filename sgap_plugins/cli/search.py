@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         result = engine.run()
+    except FileExistsError as exc:
+        print(f"sgap search: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"sgap search: interrupted; finished trials are in {out / 'trials.jsonl'}, "

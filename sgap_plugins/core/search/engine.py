@@ -369,6 +369,7 @@ class SearchEngine:
         self.workers = workers
         self.seed = int(seed)
         self.trial_timeout = float(trial_timeout)
+        self._n_startup_given = n_startup is not None
         self.n_startup = n_startup if n_startup is not None else max(1, min(20, max_evals // 4))
         self.hop_cache = Path(hop_cache) if hop_cache is not None else self.out / "hops"
         self.memory_budget = int(memory_budget)
@@ -402,6 +403,10 @@ class SearchEngine:
                     "it or choose another output folder"
                 )
             stored = json.loads(path.read_text())
+            if not self._n_startup_given and "n_startup" in stored:
+                # the default depends on max_evals, which a resumed search may raise
+                self.n_startup = stored["n_startup"]
+                settings["n_startup"] = self.n_startup
             diff = sorted(
                 k for k in settings if stored.get(k) != json.loads(json.dumps(settings[k]))
             )
