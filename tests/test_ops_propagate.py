@@ -226,6 +226,15 @@ def test_out_of_core_file_equals_in_memory(tmp_path, dtype, name, params):
     assert torch.equal(torch.from_numpy(loaded), in_memory)
 
 
+@pytest.mark.parametrize("n,f", [(0, 3), (4, 0), (0, 0)])
+def test_empty_inputs(tmp_path, n, f):
+    edge_index = torch.zeros(2, 0, dtype=torch.long)
+    x = torch.randn(n, f)
+    for kwargs in ({}, {"dtype": torch.float16}, {"reorder": "rcm"}, {"out": tmp_path / "e.npy"}):
+        out = propagate(edge_index, x, 2, num_nodes=n, **kwargs)
+        assert out.shape == (3, n, f)
+
+
 def test_out_of_core_bad_arguments(tmp_path):
     edge_index = torch.tensor([[0, 1], [1, 0]])
     x = torch.randn(2, 3)

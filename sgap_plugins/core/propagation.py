@@ -389,6 +389,10 @@ def _propagate_to_file(
     budget) and write it into a ``.npy`` memory map through short-lived row windows, so
     resident memory stays at the graph plus one block."""
     n, f = x.shape
+    path = os.fspath(path)
+    if n == 0 or f == 0:  # nothing to stream (and nothing to memory-map)
+        np.save(path, np.empty((k + 1, n, f), dtype=torch.empty((), dtype=out_dtype).numpy().dtype))
+        return torch.from_numpy(np.load(path))
     itemsize = torch.empty((), dtype=out_dtype).element_size()
     # An eighth of the budget for the mapped row window (every page of it is touched), the
     # rest for the staged hops of one block plus the kernel's two fp32 working columns.
@@ -404,7 +408,6 @@ def _propagate_to_file(
     if width >= 16:
         width -= width % 16  # whole 64-byte fp32 lines per gathered row
     np_dtype = torch.empty((), dtype=out_dtype).numpy().dtype
-    path = os.fspath(path)
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=(k + 1, n, f))
     offset = header.offset
     del header

@@ -56,7 +56,8 @@ __global__ void hop_kernel(Problem pb, const index_t* __restrict__ col,
     }
     const float* pv = prev + v * nb + f0 + lane;
     const bool copy_prev = begin == end && !pb.self_loops && pb.keep_empty;
-    const float loop_s = (pb.self_loops && !has_loop) ? (pb.col_scale ? pb.col_scale[v] : 1.f) : 0.f;
+    const float loop_s =
+        (pb.self_loops && !has_loop) ? (pb.col_scale ? pb.col_scale[v] : 1.f) : 0.f;
     const float r = pb.row_scale ? pb.row_scale[v] : 1.0f;
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
