@@ -174,9 +174,11 @@ def _build(with_cuda: bool) -> Path:
 
 
 def _short(exc: BaseException) -> str:
+    """The most telling line of a build failure: a compiler ``error:`` line if there is one."""
     text = str(exc).strip().splitlines()
-    errors = [line for line in text if "error" in line.lower()]
-    return (errors[0] if errors else text[-1] if text else type(exc).__name__)[:300]
+    compiler = [line for line in text if "error:" in line.lower()]
+    errors = compiler or [line for line in text if "error" in line.lower()]
+    return (errors[0] if errors else text[-1] if text else type(exc).__name__).strip()[:300]
 
 
 def _load_locked() -> None:
