@@ -72,8 +72,21 @@ BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 def grid(name: str) -> list[dict[str, Any]]:
     """Training-hyperparameter candidates of a preset (the preset's own values first)."""
     if name in LINEAR:
-        return [{}, *({"weight_decay": wd} for wd in (1e-6, 1e-4, 1e-3))]
-    return [{}, {"lr": 0.01, "weight_decay": 5e-4}, {"lr": 0.05, "weight_decay": 5e-5}]
+        # Row-normalised bag-of-words features are tiny (Amazon: ~1e-2), so a linear model
+        # needs large weights: no weight decay and a large Adam step are candidates too.
+        long = {"weight_decay": 0.0, "epochs": 200, "patience": 200}
+        return [
+            {},
+            *({"weight_decay": wd} for wd in (1e-6, 1e-4, 1e-3)),
+            {**long, "lr": 1.0},
+            {**long, "lr": 5.0},
+        ]
+    return [
+        {},
+        {"lr": 0.01, "weight_decay": 5e-4},
+        {"lr": 0.05, "weight_decay": 5e-5},
+        {"lr": 0.05, "weight_decay": 0.0},
+    ]
 
 
 def key(dataset: str, preset: str, config: SGAPConfig, seed: int) -> str:
