@@ -19,7 +19,12 @@ from sgap_plugins.core import graph as graph_module
 from sgap_plugins.core.graph import CSRGraph
 from sgap_plugins.core.graph_aggregators import GraphAggregator
 from sgap_plugins.core.plugins import resolve_graph_aggregator
-from sgap_plugins.core.propagation import as_csr_graph, propagate, propagate_reference
+from sgap_plugins.core.propagation import (
+    as_csr_graph,
+    propagate,
+    propagate_csr,
+    propagate_reference,
+)
 
 pytestmark = pytest.mark.skipif(
     not ops.available(torch.device("cpu")),
@@ -153,6 +158,21 @@ class Plain(HalfStep):
 
     def combine(self, wm, m0, t):  # the identity, written out: still a custom combine
         return wm
+
+
+@pytest.mark.parametrize("name,params", [("ppr", {"alpha": 0.3}), ("aug_na", {}), ("triangle", {})])
+@SETTINGS
+@given(g=graphs(), classes=st.integers(2, 7))
+def test_postprocessing_path(name, params, g, classes):
+    """Label propagation (``propagate_csr`` on soft predictions, as SGAPModel.postprocess and
+    the PyG post-processing transform call it) runs on the generic kernels."""
+    edge_index, weight, n, _ = g
+    logits = torch.randn(n, classes, generator=torch.Generator().manual_seed(classes))
+    probs = logits.softmax(dim=1)
+    agg = resolve_graph_aggregator(name, **params)
+    transition = agg.transition(as_csr_graph(edge_index, n, weight))
+    expected = propagate_reference(transition, agg, probs, 4)
+    assert_fp32_close(propagate_csr(transition, agg, probs, 4), expected)
 
 
 @pytest.mark.parametrize("agg", [HalfStep(), Plain()])
