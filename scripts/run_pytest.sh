@@ -3,7 +3,8 @@
 # plugin package's own tests. Exit code 5 (no tests collected) is an error here, since every
 # env must run tests.
 set -uo pipefail
-python="$(realpath "$1")"; label="$2"; shift 2
+# Absolute path without resolving the venv symlink (that would escape the venv).
+python="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; label="$2"; shift 2
 echo ">> pytest ($label: $("$python" -c 'import torch; print("torch", torch.__version__)'))"
 status=0
 for suite in . entry_points/sgap-plugin-example; do
