@@ -12,8 +12,9 @@ must import neither DGL nor the modules built on it (see :mod:`sgap_plugins.dgl.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .adapter import DGLAdapter
@@ -30,13 +31,4 @@ _EXPORTS = {
 __all__ = ["DGLAdapter", "SGAPModel", "SGAPPrecompute", "SGAPPropagate"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
