@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import SGAPConfig
+from ..config import PRESETS, SGAPConfig
 from ..synthetic import NodeDataset
 from .evaluation import (
     DEFAULT_MEMORY_BUDGET,
@@ -70,12 +70,10 @@ LOG_OBJECTIVES = frozenset({"inference_time", "train_time", "peak_memory", "para
 # SIGN preset (tuned on Cora's validation accuracy, good for linear and MLP models alike)
 # with a 200-epoch / patience-50 budget.
 DEFAULT_BASE_CONFIG = SGAPConfig(
-    hidden=64,
-    dropout=0.5,
-    input_dropout=0.5,
-    lr=0.05,
-    weight_decay=5e-5,
-    epochs=200,
+    **{
+        name: getattr(PRESETS["sign"], name)
+        for name in ("hidden", "dropout", "input_dropout", "lr", "weight_decay", "epochs")
+    },
     patience=50,
 )
 TrialFn = Callable[[TrialContext, SGAPConfig, str, str, int], dict[str, Any]]
