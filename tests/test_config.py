@@ -235,6 +235,22 @@ def test_postprocess_matches_dense_ppr():
         model.postprocess(ei, logits[:-1], num_nodes=n)
 
 
+def test_diverging_training_raises_naming_lr():
+    """A step size far too large for the features' scale drives the weights to inf: the
+    trainer stops with the cause instead of returning NaN predictions."""
+    from sgap_plugins.core.trainer import run
+
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    x = torch.rand(n, 8, generator=gen) * 1e30
+    y = torch.arange(n) % 2
+    ei = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+    cfg = SGAPConfig(k_pre=1, k_trans=3, hidden=8, lr=1e30, weight_decay=0.0, epochs=20)
+    mask = torch.ones(n, dtype=torch.bool)
+    with pytest.raises(FloatingPointError, match=r"config\.lr=1e\+30"):
+        run(ei, x, y, mask, mask, mask, cfg)
+
+
 # ---------------------------------------------------------------------------- label
 def test_label():
     cfg = SGAPConfig(

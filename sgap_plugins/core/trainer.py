@@ -95,7 +95,12 @@ def train_model(
 ) -> tuple[int, int, float]:
     """Train ``model`` in place with Adam and early stopping on validation accuracy (ties
     broken by validation loss); restores the best weights. Returns ``(best_epoch,
-    epochs_run, seconds)``."""
+    epochs_run, seconds)``.
+
+    Raises:
+        FloatingPointError: the training loss became NaN or infinite (the step size is too
+            large for the features' scale).
+    """
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -111,6 +116,11 @@ def train_model(
             batch = perm[s : s + cfg.batch_size]
             opt.zero_grad()
             loss = F.cross_entropy(model(gather_hops(hops, batch)), y[batch])
+            if not torch.isfinite(loss):  # weights are already inf/NaN: stop with the cause
+                raise FloatingPointError(
+                    f"training diverged: the loss is {float(loss)} at epoch {epoch}; lower "
+                    f"lr (config.lr={cfg.lr}) or rescale the features"
+                )
             loss.backward()
             opt.step()
         model.eval()
