@@ -91,4 +91,4 @@ class SGAPModel(nn.Module):
                 "post-processing needs predictions for every node"
             )
         agg = resolve_graph_aggregator(self.config.ga_post, **self.config.ga_post_params)
-        return propagate_csr(agg.transition(csr), agg, probs, self.config.k_post)[-1]
+        return propagate_csr(csr, agg, probs, self.config.k_post)[-1]

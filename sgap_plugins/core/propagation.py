@@ -179,16 +179,18 @@ def propagate(
 
 
 def propagate_csr(
-    transition: CSRGraph,
+    graph: CSRGraph,
     agg: GraphAggregator,
     x: Tensor,
     k: int,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Propagate with an already computed transition matrix ``W`` (no validation): the
-    generic kernel path when the kernels are available, else :func:`propagate_reference`."""
+    """:func:`propagate` for callers that already hold a :class:`CSRGraph` and validated
+    features (the adapters, the trainer): no validation, the same kernels (the fused ones
+    for unweighted ``aug_na``/``ppr``, the generic one otherwise, else
+    :func:`propagate_reference`)."""
     out_dtype = dtype or x.dtype
-    return _Plan.generic(transition, agg, x, out_dtype, None).run(x, k, out_dtype)
+    return _Plan.build(graph, agg, x, out_dtype, None).run(x, k, out_dtype)
 
 
 def propagate_reference(

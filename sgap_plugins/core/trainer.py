@@ -185,7 +185,7 @@ def run(
     if hops is None:
         start = time.perf_counter()
         agg = resolve_graph_aggregator(config.ga_pre, **config.ga_pre_params)
-        hops = propagate_csr(agg.transition(csr), agg, x, config.k_pre)
+        hops = propagate_csr(csr, agg, x, config.k_pre)
         precompute_s = time.perf_counter() - start
     elif hops.dim() != 3 or hops.size(0) < config.k_pre + 1 or hops.shape[1:] != x.shape:
         raise ValueError(

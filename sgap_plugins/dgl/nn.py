@@ -99,7 +99,7 @@ class SGAPPropagate(nn.Module):
         with graph.local_scope(), torch.no_grad():
             csr = dgl_to_csr(graph, edge_weight)
             x = check_features(feat, csr.num_nodes, "feat")
-            hops = propagate_csr(self.aggregator.transition(csr), self.aggregator, x, self.k)
+            hops = propagate_csr(csr, self.aggregator, x, self.k)
         if self.cached:
             self._cached_hops = hops
             self._cache_key = _cache_key(graph, feat, edge_weight)

@@ -90,7 +90,7 @@ class SGAPPrecompute(BaseTransform):
         graph = dgl_to_csr(g, edge_weight, "g")
         name = f"g.ndata[{self.in_feat_name!r}]"
         x = check_features(g.ndata[self.in_feat_name], graph.num_nodes, name)
-        hops = propagate_csr(self.aggregator.transition(graph), self.aggregator, x, self.k)
+        hops = propagate_csr(graph, self.aggregator, x, self.k)
         for i in range(1, self.k + 1):
             g.ndata[f"{self.out_feat_name}_{i}"] = hops[i]
         g.ndata[f"{self.out_feat_name}_hops"] = hops.transpose(0, 1)

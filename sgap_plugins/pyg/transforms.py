@@ -81,9 +81,7 @@ class SGAPPrecompute(BaseTransform):
         if hops is None:
             graph = _ADAPTER.to_csr(data)
             x = check_features(data.x, graph.num_nodes, "data.x")
-            hops = propagate_csr(
-                self.aggregator.transition(graph), self.aggregator, x, self.k, self.dtype
-            )
+            hops = propagate_csr(graph, self.aggregator, x, self.k, self.dtype)
             self._cache[key] = hops
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -146,9 +144,7 @@ class SGAPPostprocess(BaseTransform):
         pred = check_features(data[self.pred_key], graph.num_nodes, f"data.{self.pred_key}")
         if self.apply_softmax:
             pred = torch.softmax(pred.float(), dim=-1)
-        data[self.out_key] = propagate_csr(
-            self.aggregator.transition(graph), self.aggregator, pred, self.k
-        )[-1]
+        data[self.out_key] = propagate_csr(graph, self.aggregator, pred, self.k)[-1]
         return data
 
     def __repr__(self) -> str:
