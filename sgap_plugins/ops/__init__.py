@@ -18,7 +18,9 @@ with the reason and the fix and returns ``None``: callers then use the plain-tor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import platform
 import re
@@ -28,6 +30,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -95,13 +98,20 @@ def _nvcc_version(cuda_home: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _cpp_extension() -> ModuleType:
+    """``torch.utils.cpp_extension``, imported without the "No CUDA runtime is found" line it
+    prints to stderr on a machine with a CUDA toolkit but no GPU: expected there, it only
+    alarms users (:func:`info` and ``sgap doctor`` report the toolkit's state instead)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        from torch.utils import cpp_extension
+    return cpp_extension
+
+
 def cuda_toolkit() -> tuple[bool, str]:
     """Whether CUDA sources can be compiled here, and why (not)."""
     if torch.version.cuda is None:
         return False, f"torch {torch.__version__} is a CPU-only build"
-    from torch.utils import cpp_extension
-
-    cuda_home = cpp_extension.CUDA_HOME
+    cuda_home = _cpp_extension().CUDA_HOME
     if cuda_home is None:
         return False, (
             f"torch is built for CUDA {torch.version.cuda} but no CUDA toolkit was found "
@@ -147,7 +157,8 @@ def _ninja_available() -> bool:
 
 def _build(with_cuda: bool) -> Path:
     import filelock
-    from torch.utils import cpp_extension
+
+    cpp_extension = _cpp_extension()
 
     key = build_key(with_cuda)
     build_dir = cache_root() / key
