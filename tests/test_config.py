@@ -251,6 +251,21 @@ def test_diverging_training_raises_naming_lr():
         run(ei, x, y, mask, mask, mask, cfg)
 
 
+def test_non_finite_logits_raise_instead_of_nan_predictions():
+    """Training is finite, but one unseen node's (finite) features overflow the logits: the
+    trainer says so rather than returning NaN probabilities."""
+    from sgap_plugins.core.trainer import run
+
+    n = 30
+    x = torch.rand(n, 16, generator=torch.Generator().manual_seed(0))
+    x[-1] = 3e38  # finite, but a 2-layer MLP's sums over it overflow
+    y = torch.arange(n) % 3
+    ei = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
+    seen = torch.arange(n) < n - 1
+    with pytest.raises(FloatingPointError, match="not finite for 1 of 30 nodes"):
+        run(ei, x, y, seen, seen, ~seen, SGAPConfig(k_pre=0, k_trans=2, hidden=64, epochs=5))
+
+
 # ---------------------------------------------------------------------------- label
 def test_label():
     cfg = SGAPConfig(

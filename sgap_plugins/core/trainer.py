@@ -162,6 +162,10 @@ def run(
         seed: seeds model initialisation, dropout and batch order.
         hops: precomputed ``[K+1, N, F]`` hops with ``K >= config.k_pre`` (sliced), to skip
             propagation (``precompute_s`` is then 0).
+
+    Raises:
+        FloatingPointError: training diverged, or the trained model's logits are not finite
+            for some nodes (instead of NaN predictions).
     """
     csr: CSRGraph = as_csr_graph(graph, x.size(0) if isinstance(graph, Tensor) else None)
     n = csr.num_nodes
@@ -200,6 +204,13 @@ def run(
     start = time.perf_counter()
     logits = predict(model, hops, predict_batch_size(hops))
     inference_s = time.perf_counter() - start
+    if not bool(torch.isfinite(logits).all()):  # softmax and post-processing would spread NaN
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        raise FloatingPointError(
+            f"the trained model's logits are not finite for {bad} of {n} nodes (its weights "
+            f"or those nodes' features are too large); lower lr (config.lr={config.lr}) or "
+            "rescale the features"
+        )
     start = time.perf_counter()
     probs = model.postprocess(csr, logits)
     postprocess_s = time.perf_counter() - start
