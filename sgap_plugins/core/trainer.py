@@ -79,6 +79,18 @@ def predict(model: SGAPModel, hops: Tensor, batch_size: int = 65_536) -> Tensor:
     return torch.cat(out) if out else hops.new_zeros((0, model.num_classes))
 
 
+def check_logits(logits: Tensor, config: SGAPConfig) -> None:
+    """Raise :class:`FloatingPointError` when some rows of ``logits`` ``[N, C]`` are not
+    finite: softmax and post-processing would spread NaN to their neighbours."""
+    bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+    if bad:
+        raise FloatingPointError(
+            f"the trained model's logits are not finite for {bad} of {logits.size(0)} nodes "
+            f"(its weights or those nodes' features are too large); lower lr "
+            f"(config.lr={config.lr}) or rescale the features"
+        )
+
+
 def _accuracy(logits: Tensor, y: Tensor) -> float:
     if y.numel() == 0:
         return float("nan")
@@ -204,13 +216,7 @@ def run(
     start = time.perf_counter()
     logits = predict(model, hops, predict_batch_size(hops))
     inference_s = time.perf_counter() - start
-    if not bool(torch.isfinite(logits).all()):  # softmax and post-processing would spread NaN
-        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
-        raise FloatingPointError(
-            f"the trained model's logits are not finite for {bad} of {n} nodes (its weights "
-            f"or those nodes' features are too large); lower lr (config.lr={config.lr}) or "
-            "rescale the features"
-        )
+    check_logits(logits, config)
     start = time.perf_counter()
     probs = model.postprocess(csr, logits)
     postprocess_s = time.perf_counter() - start

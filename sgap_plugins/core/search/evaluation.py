@@ -57,7 +57,7 @@ from ..model import SGAPModel
 from ..plugins import resolve_graph_aggregator
 from ..propagation import propagate
 from ..synthetic import NodeDataset
-from ..trainer import predict, predict_batch_size, train_model
+from ..trainer import check_logits, predict, predict_batch_size, train_model
 from .space import AggregatorChoice
 
 OBJECTIVES = ("val_error", "inference_time", "train_time", "peak_memory", "params")
@@ -310,6 +310,7 @@ def evaluate_trial(
     start = time.perf_counter()
     logits = predict(model, hops, predict_batch_size(hops))
     forward_s = time.perf_counter() - start
+    check_logits(logits, config)
     start = time.perf_counter()
     probs = torch.softmax(logits.float(), dim=-1)
     if config.k_post:
