@@ -54,7 +54,7 @@ def test_heat_hops_are_taylor_terms_and_truncation_bound_holds() -> None:
     x = torch.rand(len(a), 3, dtype=torch.float64)
     heat = HeatKernel(tau=2.0)
     k = 4
-    hops = propagate(edge_index, x, k, "heat" if "heat" in graph_aggregator_classes() else heat)
+    hops = propagate(edge_index, x, k, heat)
     a_hat = gcn_norm(a)
     for t in range(k + 1):
         term = 2.0**t / math.factorial(t) * np.linalg.matrix_power(a_hat, t) @ x.numpy()
@@ -100,3 +100,7 @@ def test_registered_when_installed() -> None:
         pytest.skip("sgap-plugin-example is not installed (pip install .)")
     assert graph_aggregator_classes()["heat"] is HeatKernel
     assert message_aggregator_classes()["attention"] is HopAttention
+    edge_index, a = small_graph(seed=1)
+    x = torch.rand(len(a), 2, dtype=torch.float64)
+    by_name = propagate(edge_index, x, 3, "heat", tau=2.0)  # the registry passes parameters on
+    torch.testing.assert_close(by_name, propagate(edge_index, x, 3, HeatKernel(tau=2.0)))
