@@ -7,6 +7,7 @@ training nodes. Timings of the four SGAP stages are reported separately.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -110,8 +111,8 @@ def train_model(
     epochs_run, seconds)``.
 
     Raises:
-        FloatingPointError: the training loss became NaN or infinite (the step size is too
-            large for the features' scale).
+        FloatingPointError: the model diverged: its validation loss became NaN or infinite
+            (the step size is too large for the features' scale).
     """
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
@@ -128,17 +129,19 @@ def train_model(
             batch = perm[s : s + cfg.batch_size]
             opt.zero_grad()
             loss = F.cross_entropy(model(gather_hops(hops, batch)), y[batch])
-            if not torch.isfinite(loss):  # weights are already inf/NaN: stop with the cause
-                raise FloatingPointError(
-                    f"training diverged: the loss is {float(loss)} at epoch {epoch}; lower "
-                    f"lr (config.lr={cfg.lr}) or rescale the features"
-                )
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
             logits = model(val_hops)
             key = (_accuracy(logits, y_val), float(F.cross_entropy(logits, y_val)))
+        # Checked on the validation loss the epoch computes anyway (no extra device sync per
+        # step): once a step has made the weights inf/NaN, every later output is NaN too.
+        if not math.isfinite(key[1]):
+            raise FloatingPointError(
+                f"training diverged: the validation loss is {key[1]} at epoch {epoch}; lower "
+                f"lr (config.lr={cfg.lr}) or rescale the features"
+            )
         if key[0] > best[0] or (key[0] == best[0] and key[1] < best[1]):
             best, best_epoch, since_best = key, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
