@@ -18,7 +18,7 @@ import importlib.metadata
 import inspect
 import json
 import sys
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ def graph_fingerprint(graph: CSRGraph) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_identity(module_name: str) -> str:
     """``<distribution>==<version>:<source hash>`` of the module that defines a class."""
     module = sys.modules.get(module_name)
