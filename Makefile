@@ -26,6 +26,7 @@ demo: env-compat
 lint: env-compat
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy sgap_plugins
 
 test-compat: env-compat
 	SGAP_REQUIRE_DGL=1 scripts/run_pytest.sh $(COMPAT) compat
