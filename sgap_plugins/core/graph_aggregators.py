@@ -34,7 +34,11 @@ def _inv_pow(deg: Tensor, exponent: float) -> Tensor:
 
 def keep_isolated(graph: CSRGraph, weight: Tensor) -> CSRGraph:
     """Give every node with an empty row a unit self loop, so a node with no in-neighbours
-    keeps its own message instead of collapsing to zero."""
+    keeps its own message instead of collapsing to zero.
+
+    The ``keep_isolated=True`` option of :class:`AugNormAdj` and
+    :class:`PersonalizedPageRank`; by default an empty row stays empty, as the formula (and
+    PyG's ``T.SIGN``, DGL's ``SIGNDiffusion``) gives."""
     counts = graph.rowptr[1:] - graph.rowptr[:-1]
     empty = torch.nonzero(counts == 0).flatten()
     if empty.numel() == 0:
@@ -94,38 +98,51 @@ class AugNormAdj(GraphAggregator):
 
     with ``Ã = A + I`` (when ``add_self_loops``) and ``d̃`` the row sums of ``Ã``.
     ``r = 0.5`` is GCN's ``D̃^{-1/2} Ã D̃^{-1/2}``, ``r = 0`` the random walk ``D̃^{-1} Ã``,
-    ``r = 1`` the reverse random walk ``Ã D̃^{-1}``.
+    ``r = 1`` the reverse random walk ``Ã D̃^{-1}``. A zero degree contributes a zero factor
+    (``0^{-e} := 0``), so without self loops a node with no in-neighbours (or only zero-weight
+    ones) gets a zero row, as in PyG's ``T.SIGN`` and DGL's ``SIGNDiffusion``; with
+    ``keep_isolated=True`` it keeps its own message instead.
 
     Args:
         r: normalisation exponent in ``[0, 1]``.
-        add_self_loops: add the remaining self loops (existing ones are not doubled).
+        add_self_loops: add the remaining self loops (existing ones are not doubled); then no
+            row is empty and ``keep_isolated`` changes nothing.
+        keep_isolated: give a node of in-degree zero a unit self loop (``m^t_v = m^{t-1}_v``)
+            instead of the zero row of the formula.
     """
 
     name = "aug_na"
 
-    def __init__(self, r: float = 0.5, add_self_loops: bool = True) -> None:
+    def __init__(
+        self, r: float = 0.5, add_self_loops: bool = True, keep_isolated: bool = False
+    ) -> None:
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
             raise ValueError(f"r must be a number in [0, 1], got {r!r}")
         self.r = float(r)
         self.add_self_loops = bool(add_self_loops)
+        self.keep_isolated = bool(keep_isolated)
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"r": self.r, "add_self_loops": self.add_self_loops}
+        return {
+            "r": self.r,
+            "add_self_loops": self.add_self_loops,
+            "keep_isolated": self.keep_isolated,
+        }
 
     def transition(self, graph: CSRGraph) -> CSRGraph:
         if self.add_self_loops:
             graph = graph.add_self_loops()
-        if graph.weight is not None and bool((graph.weight == 0).any()):
-            # Zero-weight edges carry nothing; dropping them lets a degree-0 node keep its own
-            # message (keep_isolated) instead of collapsing to zero.
+        if self.keep_isolated and graph.weight is not None and bool((graph.weight == 0).any()):
+            # Zero-weight edges carry nothing; dropping them makes a node whose in-edges all
+            # weigh zero an empty row, which keep_isolated() then gives its own message.
             ei, w0 = graph.to_edge_index()
             graph = CSRGraph.from_edge_index(ei[:, w0 != 0], graph.num_nodes, w0[w0 != 0])
         deg = graph.in_degree()
         rows = graph.row_index()
         w = torch.ones(graph.num_edges) if graph.weight is None else graph.weight.float()
         w = _inv_pow(deg, 1.0 - self.r)[rows] * w * _inv_pow(deg, self.r)[graph.col.long()]
-        return keep_isolated(graph, w)
+        return keep_isolated(graph, w) if self.keep_isolated else graph.with_weights(w)
 
 
 class PersonalizedPageRank(GraphAggregator):
@@ -136,14 +153,22 @@ class PersonalizedPageRank(GraphAggregator):
         \\sum_{u \\in \\tilde{\\mathcal{N}}(v)}
         \\frac{w_{vu}}{\\sqrt{\\tilde{d}_v \\tilde{d}_u}} \\mathbf{m}^{t-1}_u
 
+    Without self loops a node with no in-neighbours has a zero raw step, so its hops are
+    ``α m^0_v`` (PyG's ``APPNP`` and DGL's ``SIGNDiffusion(diffuse_op="ppr")`` give the same);
+    with ``keep_isolated=True`` they stay ``m^0_v``.
+
     Args:
         alpha: teleport probability in ``(0, 1)``; the design space uses 0.1, 0.2, 0.3.
         add_self_loops: add the remaining self loops (existing ones are not doubled).
+        keep_isolated: a node of in-degree zero keeps its own message in the raw step, as
+            in :class:`AugNormAdj`.
     """
 
     name = "ppr"
 
-    def __init__(self, alpha: float = 0.1, add_self_loops: bool = True) -> None:
+    def __init__(
+        self, alpha: float = 0.1, add_self_loops: bool = True, keep_isolated: bool = False
+    ) -> None:
         if (
             isinstance(alpha, bool)
             or not isinstance(alpha, (int, float))
@@ -153,11 +178,18 @@ class PersonalizedPageRank(GraphAggregator):
             raise ValueError(f"alpha must be a number in the open interval (0, 1), got {alpha!r}")
         self.alpha = float(alpha)
         self.add_self_loops = bool(add_self_loops)
-        self._sym = AugNormAdj(r=0.5, add_self_loops=add_self_loops)
+        self.keep_isolated = bool(keep_isolated)
+        self._sym = AugNormAdj(
+            r=0.5, add_self_loops=self.add_self_loops, keep_isolated=self.keep_isolated
+        )
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "add_self_loops": self.add_self_loops}
+        return {
+            "alpha": self.alpha,
+            "add_self_loops": self.add_self_loops,
+            "keep_isolated": self.keep_isolated,
+        }
 
     def transition(self, graph: CSRGraph) -> CSRGraph:
         return self._sym.transition(graph)

@@ -295,7 +295,7 @@ class _Plan:
             col_scale=_inv_pow(deg, r),
             alpha=alpha,
             self_loops=agg.add_self_loops,
-            keep_empty=True,  # keep_isolated(): an empty row keeps its own message
+            keep_empty=agg.keep_isolated,  # an empty row keeps its own message only on request
         )
         return plan.reordered(reorder)
 
