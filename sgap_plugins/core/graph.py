@@ -14,8 +14,13 @@ offending argument.
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +28,11 @@ import torch
 from torch import Tensor
 
 INT32_MAX = 2**31 - 1
+# The on-disk graph folder (CSRGraph.save / CSRGraph.load / core.graph_store.build_csr).
+GRAPH_FORMAT = "sgap-csr"
+GRAPH_FORMAT_VERSION = 1
+GRAPH_JSON = "graph.json"
+GRAPH_ARRAYS = ("rowptr.npy", "col.npy", "weight.npy")
 # Graphs from this many edges count triangles with the C++ kernel (if available).
 TRIANGLE_KERNEL_MIN_EDGES = 4096
 
@@ -250,9 +260,144 @@ class CSRGraph:
         counts = np.asarray(common[rows, cols]).ravel() if self.num_edges else np.zeros(0)
         return torch.from_numpy(counts.astype(np.float32))
 
+    # ------------------------------------------------------------------ on disk
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the graph to ``folder`` as ``rowptr.npy`` (``int64`` ``[N + 1]``),
+        ``col.npy`` (``[E]``), ``weight.npy`` (``float32`` ``[E]``, weighted graphs only)
+        and ``graph.json`` (sizes, dtypes, format version), the folder format that
+        :meth:`load` and :func:`sgap_plugins.core.graph_store.build_csr` share.
+
+        ``graph.json`` is removed first and written last (atomically), so an interrupted save
+        never leaves a folder that looks finished. Arrays are written to temporary names and
+        renamed, so saving over the folder a graph was memory-mapped from is safe.
+        Returns the folder."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / GRAPH_JSON).unlink(missing_ok=True)
+        col = self.col.to(index_dtype(self.num_nodes))
+        arrays = {"rowptr.npy": self.rowptr.to(torch.int64), "col.npy": col}
+        if self.weight is not None:
+            arrays["weight.npy"] = self.weight.to(torch.float32)
+        else:
+            (out / "weight.npy").unlink(missing_ok=True)
+        for name, tensor in arrays.items():
+            tmp = out / f".{name}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, tensor.detach().cpu().numpy(), allow_pickle=False)
+            os.replace(tmp, out / name)
+        write_graph_json(
+            out,
+            num_nodes=self.num_nodes,
+            num_edges=self.num_edges,
+            col_dtype=str(col.dtype).removeprefix("torch."),
+            weighted=self.weight is not None,
+        )
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], mmap: bool = True) -> CSRGraph:
+        """Read a graph folder written by :meth:`save` or
+        :func:`~sgap_plugins.core.graph_store.build_csr`.
+
+        With ``mmap=True`` the tensors are memory-mapped onto the files, copy-on-write
+        (``np.load(mmap_mode="c")``): nothing is read until used, the pages are file-backed
+        (the kernel may drop them under memory pressure), and writing to a tensor never
+        changes the file. ``mmap=False`` reads everything into memory.
+
+        Checks the format version, every array's dtype and shape against ``graph.json`` and
+        that ``rowptr`` starts at 0, ends at ``E`` and never decreases (``O(N)``); the column
+        indices themselves are not scanned (``O(E)``)."""
+        root = Path(folder)
+        meta_path = root / GRAPH_JSON
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{meta_path} does not exist: {root} is not a finished graph folder; build it "
+                "with sgap_plugins.core.graph_store.build_csr(edge_files, folder) or "
+                "CSRGraph.save(folder) (an interrupted build leaves no graph.json)"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{meta_path} is not valid JSON ({err}); rebuild the graph") from err
+        if not isinstance(meta, Mapping) or meta.get("format") != GRAPH_FORMAT:
+            raise ValueError(f"{meta_path} is not an sgap graph description; rebuild the graph")
+        if meta.get("version") != GRAPH_FORMAT_VERSION:
+            raise ValueError(
+                f"{meta_path} has format version {meta.get('version')!r}, this sgap-plugins "
+                f"reads version {GRAPH_FORMAT_VERSION}; rebuild the graph with this version"
+            )
+        missing = {"num_nodes", "num_edges", "weighted"} - set(meta)
+        if missing:
+            raise ValueError(f"{meta_path} lacks {sorted(missing)}; rebuild the graph")
+        n, e = _check_num_nodes(meta["num_nodes"]), int(meta["num_edges"])
+        mode: Literal["c"] | None = "c" if mmap else None
+        rowptr = _load_array(root / "rowptr.npy", mode, "int64", (n + 1,))
+        col_dtype = "int32" if index_dtype(n) == torch.int32 else "int64"
+        col = _load_array(root / "col.npy", mode, col_dtype, (e,))
+        weight = (
+            _load_array(root / "weight.npy", mode, "float32", (e,)) if meta["weighted"] else None
+        )
+        _check_rowptr(rowptr, e, root / "rowptr.npy")
+        return cls(
+            torch.from_numpy(rowptr),
+            torch.from_numpy(col),
+            None if weight is None else torch.from_numpy(weight),
+            n,
+        )
+
     def __repr__(self) -> str:
         w = "weighted" if self.weight is not None else "unweighted"
         return f"CSRGraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, {w})"
+
+
+def write_graph_json(folder: Path, **fields: Any) -> None:
+    """Write ``folder/graph.json`` atomically (temporary file + ``os.replace``): the marker
+    of a finished graph folder, so it is always written after every array."""
+    meta = {
+        "format": GRAPH_FORMAT,
+        "version": GRAPH_FORMAT_VERSION,
+        "rowptr_dtype": "int64",
+        "weight_dtype": "float32" if fields.get("weighted") else None,
+        **fields,
+    }
+    tmp = folder / f".{GRAPH_JSON}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, folder / GRAPH_JSON)
+
+
+def _load_array(
+    path: Path, mmap_mode: Literal["c"] | None, dtype: str, shape: tuple[int, ...]
+) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing although graph.json describes it; the folder is damaged, "
+            "rebuild the graph"
+        )
+    try:
+        # A zero-length array cannot be memory-mapped; it costs nothing to read.
+        arr = np.load(path, mmap_mode=mmap_mode if np.prod(shape) else None, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a readable .npy array ({err}); rebuild the graph") from err
+    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        raise ValueError(
+            f"{path} holds {arr.dtype} {list(arr.shape)}, graph.json expects {dtype} "
+            f"{list(shape)}; the folder is inconsistent, rebuild the graph"
+        )
+    return arr
+
+
+def _check_rowptr(rowptr: np.ndarray, num_edges: int, path: Path, block: int = 1 << 22) -> None:
+    """``rowptr[0] == 0``, ``rowptr[-1] == E`` and non-decreasing, in blocks (no ``O(N)``
+    temporary)."""
+    if int(rowptr[0]) != 0 or int(rowptr[-1]) != num_edges:
+        raise ValueError(
+            f"{path} must start at 0 and end at num_edges={num_edges}, got "
+            f"{int(rowptr[0])} … {int(rowptr[-1])}; rebuild the graph"
+        )
+    for start in range(0, rowptr.size - 1, block):
+        part = rowptr[start : start + block + 1]
+        if not bool((part[1:] >= part[:-1]).all()):
+            raise ValueError(f"{path} decreases (row sizes must be >= 0); rebuild the graph")
 
 
 def _check_num_nodes(num_nodes: int) -> int:
