@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -36,9 +38,11 @@ PRESET_NAMES = ["sgc", "sign", "s2gc", "gbp", "appnp_post", "pasca_v1", "pasca_v
         ("lr", -0.01, ValueError),
         ("lr", "0.01", ValueError),
         ("weight_decay", -1e-4, ValueError),
-        ("ga_pre", "nope", ValueError),
-        ("ga_post", "nope", ValueError),
-        ("ma", "nope", ValueError),
+        ("ga_pre", "", ValueError),
+        ("ga_post", None, ValueError),
+        ("ma", 3, ValueError),
+        ("ma_params", ["beta"], ValueError),
+        ("ga_pre_params", {1: 0.5}, ValueError),
     ],
 )
 def test_validation_names_the_field(field, value, exc):
@@ -46,20 +50,108 @@ def test_validation_names_the_field(field, value, exc):
         SGAPConfig(**{field: value})
 
 
+def _build(cfg: SGAPConfig) -> None:
+    """Everything that resolves a configuration's aggregators."""
+    cfg.pre_aggregator()
+    SGAPModel(cfg, 4, 3)  # ma and ga_post
+
+
+@pytest.mark.parametrize("field", ["ga_pre", "ga_post", "ma"])
+def test_unknown_aggregator_name_is_reported_when_built(field):
+    """Validation does not consult the registry; building does, and the error names the
+    setting and lists the registered names."""
+    from sgap_plugins.core.plugins import graph_aggregator_classes, message_aggregator_classes
+
+    cfg = SGAPConfig(**{field: "nope"})  # a plain value: no registry look-up yet
+    known = message_aggregator_classes() if field == "ma" else graph_aggregator_classes()
+    with pytest.raises(ValueError, match=rf"^{field}: unknown .* 'nope'") as info:
+        _build(cfg)
+    assert str(sorted(known)) in str(info.value)
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"ga_pre": "aug_na", "ga_pre_params": {"r": 1.5}}, ValueError, "r must"),
-        ({"ga_pre": "ppr", "ga_pre_params": {"alpha": 0.0}}, ValueError, "alpha must"),
-        ({"ga_post": "ppr", "ga_post_params": {"alpha": 1.0}}, ValueError, "alpha must"),
-        ({"ga_pre": "aug_na", "ga_pre_params": {"alpha": 0.1}}, TypeError, "alpha"),
-        ({"ma": "weighted", "ma_params": {"beta": 2.0}}, ValueError, "beta"),
-        ({"ma": "mean", "ma_params": {"beta": 0.5}}, TypeError, "ma_params"),
+        ({"ga_pre": "aug_na", "ga_pre_params": {"r": 1.5}}, ValueError, "ga_pre_params: .*r must"),
+        ({"ga_pre": "ppr", "ga_pre_params": {"alpha": 0.0}}, ValueError, "ga_pre_params: .*alpha"),
+        ({"ga_post": "ppr", "ga_post_params": {"alpha": 1.0}}, ValueError, "ga_post_params: .*alp"),
+        ({"ga_pre": "aug_na", "ga_pre_params": {"alpha": 0.1}}, TypeError, "ga_pre_params: .*alp"),
+        ({"ma": "weighted", "ma_params": {"beta": 2.0}}, ValueError, "ma_params: .*beta"),
+        ({"ma": "mean", "ma_params": {"beta": 0.5}}, TypeError, "ma_params: .*beta"),
     ],
 )
-def test_aggregator_parameters_are_validated(kwargs, exc, match):
+def test_aggregator_parameters_are_validated_when_built(kwargs, exc, match):
+    cfg = SGAPConfig(**kwargs)
     with pytest.raises(exc, match=match):
-        SGAPConfig(**kwargs)
+        _build(cfg)
+
+
+def test_validation_builds_no_registry_and_no_module(monkeypatch):
+    """Constructing, replacing and serialising configurations (presets included) is pure:
+    the plugin registry is not built, no torch module is constructed and the global random
+    state is untouched. Observed through a counting wrapper around ``nn.Module.__init__``
+    (the original still runs)."""
+    from sgap_plugins.core import plugins
+
+    built = []
+    module_init = torch.nn.Module.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        module_init(self, *args, **kwargs)
+
+    plugins.reload_plugins()
+    monkeypatch.setattr(torch.nn.Module, "__init__", counting_init)
+    rng = torch.get_rng_state()
+    configs = [preset(n) for n in PRESETS]
+    configs += [SGAPConfig(ma="adaptive"), SGAPConfig(ma="sign", ma_params={"hidden": 8})]
+    configs += [c.replace(k_pre=1) for c in configs]
+    configs += [SGAPConfig.from_json(c.to_json()) for c in configs]
+    assert plugins._registry is None
+    assert built == []
+    assert torch.equal(torch.get_rng_state(), rng)
+    SGAPModel(configs[0], 4, 3)  # the counter does count construction
+    assert built and plugins._registry is not None
+
+
+def test_same_seed_same_weights_from_preset_name_or_config():
+    from sgap_plugins.core import plugins
+
+    for name in PRESET_NAMES:
+        plugins.reload_plugins()  # the first look-up builds the registry: it must not matter
+        torch.manual_seed(0)
+        by_name = SGAPModel(name, 8, 3).state_dict()
+        plugins.reload_plugins()
+        torch.manual_seed(0)
+        by_config = SGAPModel(preset(name), 8, 3).state_dict()
+        assert by_name.keys() == by_config.keys()
+        assert all(torch.equal(by_name[k], by_config[k]) for k in by_name), name
+
+
+def test_presets_are_immutable():
+    cfg = preset("pasca_v1")
+    with pytest.raises(TypeError):
+        cfg.ma_params["x"] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.k_pre = 5
+    with pytest.raises(TypeError):
+        PRESETS["pasca_v1"] = cfg
+    # A modified copy leaves the table intact, and the preset still builds.
+    before = PRESETS["pasca_v1"].to_dict()
+    changed = cfg.replace(ma_params={**cfg.ma_params, "beta": 0.5})
+    params = changed.to_dict()["ma_params"]
+    params["beta"] = 0.9  # to_dict hands out plain copies
+    assert changed.ma_params["beta"] == 0.5
+    assert PRESETS["pasca_v1"].to_dict() == before == preset("pasca_v1").to_dict()
+    SGAPModel(preset("pasca_v1"), 4, 3)
+
+
+def test_configs_pickle_hash_and_compare_with_dicts():
+    cfg = SGAPConfig(ga_pre="ppr", ga_pre_params={"alpha": 0.2}, ma_params={})
+    back = pickle.loads(pickle.dumps(cfg))
+    assert back == cfg and hash(back) == hash(cfg)
+    assert cfg.ga_pre_params == {"alpha": 0.2} and dict(cfg.ga_pre_params) == {"alpha": 0.2}
+    assert len({cfg, back, cfg.replace(k_pre=3)}) == 2
 
 
 def test_from_dict_rejects_unknown_fields():

@@ -104,13 +104,14 @@ def test_adaptive_per_node_gate(hops):
     assert agg.out_dim == F
 
 
-def test_sign_per_hop_linear_then_concat(hops):
+def test_sign_per_hop_linear_then_concat_then_relu(hops):
+    """SIGN's ReLU after the inception layer is part of the aggregator, not of the model."""
     agg = make("sign", hidden=3)
     assert agg.out_dim == H * 3
     wt, bias = agg.weight.detach(), agg.bias.detach()
 
     def per_node(m, b):
-        return torch.cat([m[i] @ wt[i] + bias[i] for i in range(H)])
+        return torch.cat([torch.clamp(m[i] @ wt[i] + bias[i], min=0.0) for i in range(H)])
 
     torch.testing.assert_close(agg(hops), loop(hops, per_node))
 

@@ -512,6 +512,55 @@ def test_plugin_looking_up_the_registry_at_import_fails_cleanly(tmp_path: Path) 
         assert "aug_na" in plugins.graph_aggregator_classes()
 
 
+TANH_PLUGIN = """
+    import torch
+    from sgap_plugins import MessageAggregator, hookimpl
+
+    class TanhProjection(MessageAggregator):
+        \"\"\"h_v = tanh(W mean_i(m_v^i) + b): a projection with its own output activation.\"\"\"
+
+        name = "tanh_proj"
+
+        def __init__(self, num_hops, in_dim, width=5):
+            super().__init__(num_hops, in_dim)
+            self.proj = torch.nn.Linear(in_dim, width)
+            self.out_dim = width
+
+        def reset_parameters(self):
+            self.proj.reset_parameters()
+
+        def forward(self, hops):
+            return torch.tanh(self.proj(hops.mean(1)))
+
+    @hookimpl
+    def sgap_message_aggregators():
+        return [TanhProjection]
+"""
+
+
+def test_plugin_message_aggregator_applies_its_own_output_activation(tmp_path: Path) -> None:
+    """As SIGN's ReLU belongs to ``sign``, a plugin aggregator's activation belongs to it: the
+    model is exactly MLP(aggregator(hops)), with nothing added for any aggregator name."""
+    from sgap_plugins import SGAPConfig, SGAPModel
+
+    write_dist(tmp_path, "sgap-tanh", {"tanh": "sgap_tanh"}, {"sgap_tanh.py": TANH_PLUGIN})
+    hops = torch.randn(9, 3, 4, generator=torch.Generator().manual_seed(0))
+    with plugins_from(tmp_path):
+        assert load_with_warnings() == []
+        cfg = SGAPConfig(k_pre=2, ma="tanh_proj", ma_params={"width": 5}, k_trans=2, hidden=6)
+        model = SGAPModel(cfg, 4, 3).eval()
+        proj = model.aggregator.proj
+        l1, l2 = (m for m in model.mlp if isinstance(m, torch.nn.Linear))
+        h = torch.tanh(hops.mean(1) @ proj.weight.t() + proj.bias)
+        expected = torch.relu(h @ l1.weight.t() + l1.bias) @ l2.weight.t() + l2.bias
+        torch.testing.assert_close(model(hops), expected)
+    sign = SGAPModel(SGAPConfig(k_pre=2, ma="sign", ma_params={"hidden": 3}), 4, 2).eval()
+    wt, bias = sign.aggregator.weight, sign.aggregator.bias
+    inception = torch.cat([torch.relu(hops[:, i] @ wt[i] + bias[i]) for i in range(3)], 1)
+    lin = sign.mlp[0]
+    torch.testing.assert_close(sign(hops), inception @ lin.weight.t() + lin.bias)
+
+
 # ---------------------------------------------------------------------- sgap plugins
 def test_cli_lists_plugins_and_problems(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_dist(tmp_path, BROKEN_DIST, broken_entry_points(), broken_layout())
@@ -630,9 +679,9 @@ def test_example_plugin_installed_with_pip_end_to_end(
         assert (record.distribution, record.version) == ("sgap-plugin-example", "0.1.0")
         check_example_everywhere()
 
-        # A fresh process loads it too: there the first registry look-up happens while
-        # sgap_plugins itself is still importing, before the plugin's `from sgap_plugins
-        # import ...` can work.
+        # A fresh process loads it too (its first registry look-up comes after
+        # `import sgap_plugins`, which consults no registry, so the plugin's
+        # `from sgap_plugins import ...` works).
         report = sgap_plugins_json(site)
         example = next(r for r in report["plugins"] if r["name"] == "example")
         assert example["graph_aggregators"] == ["heat"]

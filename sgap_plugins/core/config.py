@@ -1,13 +1,57 @@
-"""Model configuration: one point of the SGAP design space plus training hyperparameters."""
+"""Model configuration: one point of the SGAP design space plus training hyperparameters.
+
+A configuration is a plain immutable value: constructing one checks types and ranges only,
+and never consults the plugin registry, builds an aggregator or draws random numbers. The
+aggregator names are resolved (and their parameters checked) when an aggregator is built from
+them: :meth:`SGAPConfig.pre_aggregator`, :meth:`SGAPConfig.post_aggregator`,
+:meth:`SGAPConfig.message_aggregator`, which :class:`~sgap_plugins.core.model.SGAPModel`
+and the trainer use.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from .plugins import graph_aggregator_classes, message_aggregator_classes, resolve_graph_aggregator
+from .graph_aggregators import GraphAggregator
+from .message_aggregators import MessageAggregator
+from .plugins import graph_aggregator_class, message_aggregator_class
+
+_PARAM_FIELDS = ("ga_pre_params", "ma_params", "ga_post_params")
+
+
+class FrozenParams(Mapping[str, Any]):
+    """A read-only ``name → value`` mapping: the aggregator parameters of an
+    :class:`SGAPConfig`. Compares equal to a ``dict`` with the same items; hashable when its
+    values are; pickles (configurations cross process boundaries in a search)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    def __reduce__(self) -> tuple[type[FrozenParams], tuple[dict[str, Any]]]:
+        return (type(self), (self._items,))
 
 
 @dataclass(frozen=True)
@@ -17,17 +61,23 @@ class SGAPConfig:
     Architecture (the PaSca design space): ``k_pre`` hops of graph aggregator ``ga_pre``
     (parameters ``ga_pre_params``), message aggregator ``ma`` (``ma_params``), an MLP of
     ``k_trans`` layers, then ``k_post`` steps of ``ga_post`` on the soft predictions.
+
+    The configuration is immutable: the parameter mappings are stored as
+    :class:`FrozenParams`; derive a changed copy with :meth:`replace`. Validation checks
+    types and ranges; aggregator names and parameters are checked against the registry when
+    an aggregator is built (:meth:`pre_aggregator`, :meth:`post_aggregator`,
+    :meth:`message_aggregator`).
     """
 
     k_pre: int = 2
     ga_pre: str = "aug_na"
-    ga_pre_params: dict[str, Any] = field(default_factory=dict)
+    ga_pre_params: Mapping[str, Any] = field(default_factory=FrozenParams)
     ma: str = "none"
-    ma_params: dict[str, Any] = field(default_factory=dict)
+    ma_params: Mapping[str, Any] = field(default_factory=FrozenParams)
     k_trans: int = 1
     k_post: int = 0
     ga_post: str = "ppr"
-    ga_post_params: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.3})
+    ga_post_params: Mapping[str, Any] = field(default_factory=lambda: FrozenParams({"alpha": 0.3}))
     # training
     hidden: int = 64
     dropout: float = 0.5
@@ -59,33 +109,63 @@ class SGAPConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("ga_pre", "ga_post"):
-            if getattr(self, name) not in graph_aggregator_classes():
+        for name in ("ga_pre", "ma", "ga_post"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{name} must be an aggregator's registry name, got {v!r}")
+        for name in _PARAM_FIELDS:
+            v = getattr(self, name)
+            if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
                 raise ValueError(
-                    f"{name}: unknown graph aggregator {getattr(self, name)!r}; "
-                    f"choose one of {sorted(graph_aggregator_classes())}"
+                    f"{name} must be a mapping of parameter names (str) to values, got {v!r}"
                 )
-        if self.ma not in message_aggregator_classes():
-            raise ValueError(
-                f"ma: unknown message aggregator {self.ma!r}; "
-                f"choose one of {sorted(message_aggregator_classes())}"
-            )
-        # Instantiating validates the aggregator parameters (r, alpha, ...).
-        resolve_graph_aggregator(self.ga_pre, **self.ga_pre_params)
-        resolve_graph_aggregator(self.ga_post, **self.ga_post_params)
-        try:  # a throw-away instance on a 1-wide input validates ma_params (beta, hidden, ...)
-            message_aggregator_classes()[self.ma](self.k_pre + 1, 1, **self.ma_params)
-        except TypeError as exc:
-            raise TypeError(
-                f"ma_params: bad parameters for message aggregator {self.ma!r}: {exc}"
-            ) from None
+            # A frozen dataclass sets its fields with object.__setattr__ as well.
+            object.__setattr__(self, name, FrozenParams(v))
+
+    # ------------------------------------------------------------------ aggregators
+    def pre_aggregator(self) -> GraphAggregator:
+        """The pre-processing graph aggregator ``ga_pre(**ga_pre_params)``.
+
+        Raises:
+            ValueError: ``ga_pre`` is not a registered name (the message lists them), or a
+                parameter value is out of range.
+            TypeError: ``ga_pre_params`` names a parameter the aggregator does not take.
+        """
+        return _graph_aggregator("ga_pre", self.ga_pre, self.ga_pre_params)
+
+    def post_aggregator(self) -> GraphAggregator:
+        """The post-processing graph aggregator ``ga_post(**ga_post_params)`` (errors as
+        :meth:`pre_aggregator`)."""
+        return _graph_aggregator("ga_post", self.ga_post, self.ga_post_params)
+
+    def message_aggregator(self, in_dim: int) -> MessageAggregator:
+        """A new message aggregator ``ma(k_pre + 1, in_dim, **ma_params)`` (its parameters
+        freshly initialised from the global random state).
+
+        Raises:
+            ValueError: ``ma`` is not a registered name (the message lists them), or a
+                parameter value is out of range.
+            TypeError: ``ma_params`` names a parameter the aggregator does not take.
+        """
+        if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 1:
+            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+        cls = message_aggregator_class(self.ma, argument="ma")
+        try:
+            return cls(self.k_pre + 1, in_dim, **self.ma_params)
+        except (TypeError, ValueError) as exc:
+            raise _bad_params("ma_params", "message aggregator", self.ma, exc) from None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field; the parameter mappings as plain ``dict`` (JSON-ready)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = copy.deepcopy(dict(value)) if f.name in _PARAM_FIELDS else value
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SGAPConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> SGAPConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -100,12 +180,13 @@ class SGAPConfig:
         return cls.from_dict(json.loads(text))
 
     def replace(self, **changes: Any) -> SGAPConfig:
+        """A validated copy with ``changes`` applied (the configuration itself is immutable)."""
         return dataclasses.replace(self, **changes)
 
     def label(self) -> str:
         """A short human-readable description of the architecture."""
 
-        def ga(name: str, params: dict[str, Any]) -> str:
+        def ga(name: str, params: Mapping[str, Any]) -> str:
             return name + (f"({','.join(str(v) for v in params.values())})" if params else "")
 
         post = f" → {ga(self.ga_post, self.ga_post_params)}×{self.k_post}" if self.k_post else ""
@@ -115,7 +196,21 @@ class SGAPConfig:
         )
 
 
-PRESETS: dict[str, SGAPConfig] = {
+def _bad_params(argument: str, kind: str, name: str, exc: Exception) -> Exception:
+    """``exc`` restated with the setting that caused it (``TypeError`` or ``ValueError``)."""
+    cls = TypeError if isinstance(exc, TypeError) else ValueError
+    return cls(f"{argument}: bad parameters for {kind} {name!r}: {exc}")
+
+
+def _graph_aggregator(argument: str, name: str, params: Mapping[str, Any]) -> GraphAggregator:
+    cls = graph_aggregator_class(name, argument=argument)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise _bad_params(f"{argument}_params", "graph aggregator", name, exc) from None
+
+
+_PRESET_TABLE: dict[str, SGAPConfig] = {
     # Training hyperparameters below were chosen on Cora's validation accuracy (mean of
     # seeds 0-9 with the trainer's early stopping), never on test accuracy; see
     # docs/results.md for the grids and benchmarks/reproduce_pasca.py for other datasets.
@@ -238,9 +333,13 @@ PRESETS: dict[str, SGAPConfig] = {
 }
 
 
+# Read-only: a preset is an immutable SGAPConfig, and the table itself cannot be rebound.
+PRESETS: Mapping[str, SGAPConfig] = MappingProxyType(_PRESET_TABLE)
+
+
 def preset(name: str, **overrides: Any) -> SGAPConfig:
-    """A copy of a named preset (``sgc``, ``sign``, ``s2gc``, ``gbp``, ``appnp_post``,
-    ``pasca_v1``, ``pasca_v2``, ``pasca_v3``) with optional field overrides."""
+    """A named preset (``sgc``, ``sign``, ``s2gc``, ``gbp``, ``appnp_post``, ``pasca_v1``,
+    ``pasca_v2``, ``pasca_v3``), with optional field overrides applied to a copy."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides)

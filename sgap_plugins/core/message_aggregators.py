@@ -2,7 +2,9 @@
 
 Every aggregator is a :class:`torch.nn.Module` constructed as
 ``Cls(num_hops, in_dim, **params)`` whose ``forward`` maps a mini-batch of hops
-``[B, K+1, F]`` (``num_hops = K+1``) to ``[B, out_dim]``.
+``[B, K+1, F]`` (``num_hops = K+1``) to ``[B, out_dim]``, the input of the model's MLP. An
+aggregator whose output needs a non-linearity applies it in ``forward`` (SIGN's ReLU after
+its inception layer, :class:`SignHops`): the model adds nothing between the two.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from torch import Tensor, nn
 
 
 class MessageAggregator(nn.Module):
-    """Base class. Subclasses set a unique ``name``, accept ``(num_hops, in_dim, **params)``
-    and set :attr:`out_dim` in ``__init__``."""
+    """Base class. Subclasses set a unique ``name``, accept ``(num_hops, in_dim, **params)``,
+    set :attr:`out_dim` in ``__init__`` and implement ``forward(hops: [B, K+1, F]) ->
+    [B, out_dim]``, including any output activation."""
 
     name: ClassVar[str] = ""
     out_dim: int
@@ -143,8 +146,10 @@ class AdaptiveHops(MessageAggregator):
 
 
 class SignHops(MessageAggregator):
-    """``sign``: a separate linear map per hop, then concatenation (SIGN's inception layer):
-    :math:`\\mathbf{h}_v = \\Vert_{i=0}^K \\Theta_i \\mathbf{m}^i_v`, ``out_dim = (K+1) hidden``.
+    """``sign``: a separate linear map per hop, concatenated, then SIGN's ReLU (its inception
+    layer and the non-linearity that follows it):
+    :math:`\\mathbf{h}_v = \\mathrm{ReLU}(\\Vert_{i=0}^K (\\Theta_i \\mathbf{m}^i_v +
+    \\mathbf{b}_i))`, ``out_dim = (K+1) hidden``.
 
     Args:
         hidden: width of each per-hop projection.
@@ -167,4 +172,4 @@ class SignHops(MessageAggregator):
 
     def forward(self, hops: Tensor) -> Tensor:
         out = torch.einsum("bkf,kfh->bkh", hops, self.weight) + self.bias
-        return out.reshape(hops.size(0), -1)
+        return torch.relu(out.reshape(hops.size(0), -1))

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from .config import SGAPConfig, preset
-from .plugins import message_aggregator_class, resolve_graph_aggregator
 from .propagation import as_csr_graph, propagate_csr
 
 
@@ -22,7 +21,13 @@ class SGAPModel(nn.Module):
         \\hat{\\mathbf{y}}_v = \\mathrm{MLP}_{K_{trans}}(\\mathbf{h}_v)
 
     and :meth:`postprocess` propagates the soft predictions ``softmax(ŷ)`` ``k_post`` steps
-    with ``ga_post`` (label propagation).
+    with ``ga_post`` (label propagation). Any non-linearity between the message aggregator
+    and the MLP belongs to the aggregator (SIGN's ReLU after its inception layer is part of
+    ``sign``'s ``forward``), so a plugin aggregator can have one too.
+
+    Constructing the model resolves ``ma`` and ``ga_post`` in the plugin registry: an unknown
+    name or a bad parameter raises here, naming the setting. The same seed gives the same
+    initial weights whether ``config`` is a preset name or that preset's configuration.
 
     Args:
         config: an :class:`SGAPConfig` or a preset name.
@@ -41,9 +46,8 @@ class SGAPModel(nn.Module):
         self.config = config
         self.in_dim = in_dim
         self.num_classes = num_classes
-        self.aggregator = message_aggregator_class(config.ma)(
-            config.k_pre + 1, in_dim, **config.ma_params
-        )
+        self.aggregator = config.message_aggregator(in_dim)
+        self.post_aggregator = config.post_aggregator()
         self.input_dropout = nn.Dropout(config.input_dropout)
         dims = [self.aggregator.out_dim] + [config.hidden] * (config.k_trans - 1) + [num_classes]
         layers: list[nn.Module] = []
@@ -70,10 +74,7 @@ class SGAPModel(nn.Module):
                 f"hops must have shape [B, k_pre+1={self.config.k_pre + 1}, F={self.in_dim}], "
                 f"got {list(hops.shape)}"
             )
-        h = self.aggregator(self.input_dropout(hops))
-        if self.config.ma == "sign":  # SIGN applies its non-linearity after the inception layer
-            h = torch.relu(h)
-        return self.mlp(h)
+        return self.mlp(self.aggregator(self.input_dropout(hops)))
 
     @torch.no_grad()
     def postprocess(self, graph: Any, logits: Tensor, **graph_kwargs: Any) -> Tensor:
@@ -90,5 +91,4 @@ class SGAPModel(nn.Module):
                 f"logits has {probs.size(0)} rows but the graph has {csr.num_nodes} nodes; "
                 "post-processing needs predictions for every node"
             )
-        agg = resolve_graph_aggregator(self.config.ga_post, **self.config.ga_post_params)
-        return propagate_csr(csr, agg, probs, self.config.k_post)[-1]
+        return propagate_csr(csr, self.post_aggregator, probs, self.config.k_post)[-1]

@@ -1,4 +1,4 @@
-"""The plugin manager and the registries built on it.
+"""The plugin registry: one plugin manager and the aggregator and adapter tables built on it.
 
 One :class:`pluggy.PluginManager` named ``"sgap_plugins"`` holds the built-ins
 (:mod:`sgap_plugins.core.builtins`), the PyG and DGL adapters and every third-party plugin
@@ -9,9 +9,12 @@ something other than a list of proper classes, a name that is already taken, an 
 that fails its self-check) is reported once as a :class:`PluginWarning` naming the plugin,
 its distribution and the problem, and is listed by ``sgap plugins``.
 
-A newly registered aggregator is offered only after a self-check on a tiny graph
-(:func:`check_graph_aggregator`, :func:`check_message_aggregator`); plugin authors can call
-the same functions in their own tests.
+A newly registered aggregator is offered only after its self-check
+(:mod:`sgap_plugins.core.plugin_checks`); a framework adapter only if it implements the
+:class:`~sgap_plugins.core.adapters.FrameworkAdapter` protocol.
+
+The registry is built on the first look-up, never while :mod:`sgap_plugins` is imported:
+configurations and presets are plain values that do not consult it.
 
 ``SGAP_PLUGINS`` selects the external plugins (those not shipped in ``sgap-plugins``
 itself): unset loads all, ``0`` (or empty) loads none, ``a,b`` loads the entry points named
@@ -20,26 +23,24 @@ itself): unset loads all, ``0`` (or empty) loads none, ``a,b`` loads the entry p
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
 import os
-import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
-import torch
-from torch import Tensor
 
 from . import builtins, hookspecs
 from .adapters import FrameworkAdapter
-from .graph import CSRGraph
 from .graph_aggregators import GraphAggregator
 from .message_aggregators import MessageAggregator
+
+# The self-checks live in their own module; re-exported here, where they used to be.
+from .plugin_checks import PluginCheckError, check_graph_aggregator, check_message_aggregator
 
 OWN_DISTRIBUTION = "sgap-plugins"
 ENV_VAR = "SGAP_PLUGINS"
@@ -47,10 +48,6 @@ ENV_VAR = "SGAP_PLUGINS"
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
-
-
-class PluginCheckError(ValueError):
-    """An aggregator class failed its registration self-check."""
 
 
 @dataclass
@@ -83,139 +80,8 @@ class PluginRecord:
         return f"plugin {self.name!r} (distribution {self.distribution!r}{version})"
 
 
-# ---------------------------------------------------------------------- self-checks
-def _tiny_graphs() -> list[CSRGraph]:
-    """Five nodes: a triangle 0-1-2, a directed edge 2 → 3 and an isolated node 4; once
-    unweighted and once with unequal positive weights."""
-    src = torch.tensor([0, 1, 1, 2, 2, 0, 2])
-    dst = torch.tensor([1, 0, 2, 1, 0, 2, 3])
-    edge_index = torch.stack([src, dst])
-    weight = torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.25])
-    return [
-        CSRGraph.from_edge_index(edge_index, 5),
-        CSRGraph.from_edge_index(edge_index, 5, weight),
-    ]
-
-
-def _finite(t: Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
-
-
-@contextlib.contextmanager
-def _cheap_torch() -> Iterator[None]:
-    """One intra-op thread, the global random state restored and no autograd: the checks
-    touch tensors of a few dozen elements, where thread start-up dominates (20x slower on a
-    busy machine) and where they must not change what a seeded program draws next."""
-    threads = torch.get_num_threads()
-    if threads != 1:  # changing it costs milliseconds: once per registry, not per check
-        torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            yield
-    finally:
-        if threads != 1:
-            torch.set_num_threads(threads)
-
-
-def _call(what: str, fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, turning any exception into a :class:`PluginCheckError` about ``what``."""
-    try:
-        return fn(*args)
-    except Exception as exc:
-        raise PluginCheckError(f"{what} raised {type(exc).__name__}: {exc}") from exc
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {list(value.shape)}"
-    return f"a {type(value).__name__}"
-
-
-def check_graph_aggregator(cls: type[GraphAggregator]) -> None:
-    """Self-check of a graph aggregator class before it is offered.
-
-    Instantiates ``cls()`` (every parameter needs a default), then on a 5-node graph
-    (unweighted and weighted, with a directed edge and an isolated node) checks that
-    :meth:`~GraphAggregator.transition` returns a :class:`CSRGraph` of 5 nodes with finite
-    weights and that two steps ``m^t = combine(W m^{t-1}, m^0, t)`` give finite floating
-    ``[5, 3]`` tensors without modifying ``m^0``. Takes a few milliseconds.
-
-    Raises:
-        PluginCheckError: naming the first problem found.
-    """
-    with _cheap_torch():
-        agg = _call(f"{cls.__name__}() (every parameter needs a default)", cls)
-        x = torch.linspace(-1.0, 1.0, 15).reshape(5, 3)
-        for graph in _tiny_graphs():
-            kind = "weighted" if graph.weight is not None else "unweighted"
-            w = _call(f"transition() of a tiny {kind} graph", agg.transition, graph)
-            if not isinstance(w, CSRGraph) or w.num_nodes != graph.num_nodes:
-                got = f"{w.num_nodes} nodes" if isinstance(w, CSRGraph) else _describe(w)
-                raise PluginCheckError(
-                    f"transition() of a {graph.num_nodes}-node {kind} graph returned {got}; "
-                    f"expected a CSRGraph of {graph.num_nodes} nodes"
-                )
-            if w.weight is not None and not _finite(w.weight):
-                raise PluginCheckError(f"transition() gives NaN or inf weights ({kind} graph)")
-            matrix = w.to_torch_csr(torch.float32)
-            m0 = x.clone()
-            prev = m0
-            for t in (1, 2):
-                cur = _call(f"combine(..., t={t})", agg.combine, matrix @ prev, m0, t)
-                if (
-                    not isinstance(cur, Tensor)
-                    or cur.shape != x.shape
-                    or not cur.is_floating_point()
-                ):
-                    raise PluginCheckError(
-                        f"combine(..., t={t}) returned {_describe(cur)}; expected a floating "
-                        f"tensor of shape {list(x.shape)}"
-                    )
-                if not _finite(cur):
-                    raise PluginCheckError(f"hop {t} has NaN or inf ({kind} graph)")
-                prev = cur
-            if not torch.equal(m0, x):
-                raise PluginCheckError("combine() modified the hop-0 message m0 in place")
-
-
-def check_message_aggregator(cls: type[MessageAggregator]) -> None:
-    """Self-check of a message aggregator class before it is offered.
-
-    For ``num_hops`` 1 (``K = 0``) and 3, instantiates ``cls(num_hops, 4)`` and checks that
-    :attr:`~MessageAggregator.out_dim` is a positive int and that ``forward`` maps hops
-    ``[2, num_hops, 4]`` to a finite floating ``[2, out_dim]`` tensor (in eval mode, without
-    gradients). The global random state is left untouched. Takes about a millisecond.
-
-    Raises:
-        PluginCheckError: naming the first problem found.
-    """
-    in_dim, batch = 4, 2
-    with _cheap_torch():
-        for num_hops in (1, 3):
-            module = _call(
-                f"{cls.__name__}(num_hops={num_hops}, in_dim={in_dim})", cls, num_hops, in_dim
-            )
-            out_dim = getattr(module, "out_dim", None)
-            if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
-                raise PluginCheckError(f"out_dim is {out_dim!r}, not a positive int")
-            hops = torch.linspace(-1.0, 1.0, batch * num_hops * in_dim)
-            hops = hops.reshape(batch, num_hops, in_dim)
-            module.eval()
-            out = _call(f"forward() of hops {list(hops.shape)}", module, hops)
-            if (
-                not isinstance(out, Tensor)
-                or tuple(out.shape) != (batch, out_dim)
-                or not out.is_floating_point()
-            ):
-                raise PluginCheckError(
-                    f"forward() of hops {list(hops.shape)} returned {_describe(out)}; "
-                    f"expected a floating tensor of shape [{batch}, out_dim={out_dim}]"
-                )
-            if not _finite(out):
-                raise PluginCheckError(f"forward() of hops {list(hops.shape)} gives NaN or inf")
-
-
-_KINDS = {
+_KINDS: dict[str, tuple[str, type, Callable[[Any], None]]] = {
+    # hook: (what it registers, base class, self-check)
     "sgap_graph_aggregators": ("graph aggregator", GraphAggregator, check_graph_aggregator),
     "sgap_message_aggregators": ("message aggregator", MessageAggregator, check_message_aggregator),
 }
@@ -232,13 +98,12 @@ class _Registry:
         ]
         self.graph_aggregators: dict[str, type[GraphAggregator]] = {}
         self.message_aggregators: dict[str, type[MessageAggregator]] = {}
-        self.framework_adapters: list[Any] = []
+        self.framework_adapters: list[FrameworkAdapter] = []
         self._owner: dict[tuple[str, str], str] = {}  # (hook, registered name) -> plugin
         if entry_points:
             self._load_entry_points()
         self._check_unknown_hooks()
-        with _cheap_torch():
-            self._collect_aggregators()
+        self._collect_aggregators()
         self._collect_adapters()
 
     # -------------------------------------------------------------- loading
@@ -356,7 +221,7 @@ class _Registry:
 
     # -------------------------------------------------------------- collection
     def _collect_aggregators(self) -> None:
-        tables = {
+        tables: dict[str, tuple[dict[str, Any], str]] = {
             "sgap_graph_aggregators": (self.graph_aggregators, "graph_aggregators"),
             "sgap_message_aggregators": (self.message_aggregators, "message_aggregators"),
         }
@@ -426,33 +291,21 @@ def _own_version() -> str | None:
 
 
 _registry: _Registry | None = None
-_builtins_only: _Registry | None = None
 _building = False
 _lock = threading.RLock()
-
-
-def _package_initialising() -> bool:
-    """Whether ``import sgap_plugins`` is still running (its presets are validated against
-    the registry while the package initialises)."""
-    spec = getattr(sys.modules.get(hookspecs.PROJECT_NAME), "__spec__", None)
-    return bool(getattr(spec, "_initializing", False))
 
 
 def registry() -> _Registry:
     """The process-wide registry, created (and entry points loaded) on first use.
 
-    A look-up made while ``sgap_plugins`` itself is still being imported sees the built-ins
-    only: entry points are loaded on the first look-up after that import has finished, so
-    that plugin modules can ``from sgap_plugins import GraphAggregator, hookimpl``.
+    Plugin modules are imported while it is built, so they may ``from sgap_plugins import
+    GraphAggregator, hookimpl``; a plugin that looks the registry up at import time gets a
+    :class:`RuntimeError` (look aggregators up when they are used).
     """
-    global _registry, _builtins_only, _building
+    global _registry, _building
     with _lock:
         if _registry is not None:
             return _registry
-        if _package_initialising():
-            if _builtins_only is None:
-                _builtins_only = _Registry(entry_points=False)
-            return _builtins_only
         if _building:
             raise RuntimeError(
                 "a plugin looked up the sgap_plugins registry while plugins were being "
@@ -497,16 +350,27 @@ def message_aggregator_classes() -> dict[str, type[MessageAggregator]]:
     return dict(registry().message_aggregators)
 
 
-def framework_adapters() -> list[Any]:
+def framework_adapters() -> list[FrameworkAdapter]:
     """The registered framework adapters (PyG, DGL, third parties') in load order."""
     return list(registry().framework_adapters)
 
 
-def _unknown(kind: str, name: Any, known: dict[str, Any]) -> ValueError:
+def _unknown(kind: str, name: Any, known: dict[str, Any], argument: str | None) -> ValueError:
+    prefix = f"{argument}: " if argument else ""
     return ValueError(
-        f"unknown {kind} {name!r}; choose one of {sorted(known)} "
+        f"{prefix}unknown {kind} {name!r}; choose one of {sorted(known)} "
         "or install a plugin that registers it (see `sgap plugins`)"
     )
+
+
+def graph_aggregator_class(name: str, argument: str | None = None) -> type[GraphAggregator]:
+    """The graph aggregator class registered under ``name``; an unknown name raises a
+    :class:`ValueError` listing the registered ones (prefixed by ``argument``, the name of
+    the setting that holds ``name``, when given)."""
+    classes = registry().graph_aggregators
+    if name not in classes:
+        raise _unknown("graph aggregator", name, classes, argument)
+    return classes[name]
 
 
 def resolve_graph_aggregator(aggregator: str | GraphAggregator, **params: Any) -> GraphAggregator:
@@ -520,18 +384,17 @@ def resolve_graph_aggregator(aggregator: str | GraphAggregator, **params: Any) -
             "aggregator must be a registry name or a GraphAggregator, "
             f"got {type(aggregator).__name__}"
         )
-    classes = registry().graph_aggregators
-    if aggregator not in classes:
-        raise _unknown("graph aggregator", aggregator, classes)
+    cls = graph_aggregator_class(aggregator)
     try:
-        return classes[aggregator](**params)
+        return cls(**params)
     except TypeError as exc:
         raise TypeError(f"bad parameters for graph aggregator {aggregator!r}: {exc}") from None
 
 
-def message_aggregator_class(name: str) -> type[MessageAggregator]:
-    """The message aggregator class registered under ``name``."""
+def message_aggregator_class(name: str, argument: str | None = None) -> type[MessageAggregator]:
+    """The message aggregator class registered under ``name``; an unknown name raises a
+    :class:`ValueError` listing the registered ones (prefixed by ``argument`` when given)."""
     classes = registry().message_aggregators
     if name not in classes:
-        raise _unknown("message aggregator", name, classes)
+        raise _unknown("message aggregator", name, classes, argument)
     return classes[name]

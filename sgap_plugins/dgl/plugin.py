@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
 
+from ..core.adapters import FrameworkAdapter
 from ..core.hookspecs import hookimpl
 
 
 @hookimpl
-def sgap_framework_adapters() -> list[Any]:
+def sgap_framework_adapters() -> list[FrameworkAdapter]:
     if importlib.util.find_spec("dgl") is None:
         return []
     from .adapter import DGLAdapter

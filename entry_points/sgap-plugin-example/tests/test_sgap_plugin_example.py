@@ -14,12 +14,8 @@ import torch
 from sgap_plugin_example import HeatKernel, HopAttention, plugin
 
 from sgap_plugins import propagate
-from sgap_plugins.core.plugins import (
-    check_graph_aggregator,
-    check_message_aggregator,
-    graph_aggregator_classes,
-    message_aggregator_classes,
-)
+from sgap_plugins.core.plugin_checks import check_graph_aggregator, check_message_aggregator
+from sgap_plugins.core.plugins import graph_aggregator_classes, message_aggregator_classes
 
 
 def small_graph(seed: int = 0, n: int = 9) -> tuple[torch.Tensor, np.ndarray]:
