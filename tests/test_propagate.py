@@ -90,19 +90,20 @@ def test_ppr_equals_pyg_appnp_cora(cora, alpha, k):
 
 
 # ---------------------------------------------------------------------------- PyG parity, CiteSeer
-def test_aug_na_citeseer_equals_sign_except_isolated_nodes(citeseer):
-    """CiteSeer has isolated nodes. PyG's SIGN gives them zero; we deliberately keep their own
-    features. Every other row agrees with SIGN."""
+def test_aug_na_citeseer_equals_sign_with_isolated_nodes(citeseer):
+    """CiteSeer has isolated nodes: the formula (and PyG's SIGN) gives them zero rows;
+    ``keep_isolated=True`` keeps their own features and changes no other row."""
     k = 2
     x, ei = citeseer.x, citeseer.edge_index
     isolated = torch.bincount(ei[1], minlength=citeseer.num_nodes) == 0
     assert int(isolated.sum()) > 0  # the premise of this test
     data = T.SIGN(k)(Data(x=x.clone(), edge_index=ei))
     hops = propagate(ei, x, k, "aug_na", r=0.5, add_self_loops=False)
+    kept = propagate(ei, x, k, "aug_na", r=0.5, add_self_loops=False, keep_isolated=True)
     for i in range(1, k + 1):
-        close(hops[i][~isolated], data[f"x{i}"][~isolated])
-        assert torch.equal(hops[i][isolated], x[isolated])
-        assert bool((data[f"x{i}"][isolated] == 0).all())
+        close(hops[i], data[f"x{i}"])
+        close(kept[i][~isolated], data[f"x{i}"][~isolated])
+        assert torch.equal(kept[i][isolated], x[isolated])
 
 
 def test_ppr_and_gcn_citeseer(citeseer):
@@ -154,7 +155,7 @@ def dense_adj(ei, n, w=None):
     return a
 
 
-def dense_aug_na(a, r, add_self_loops=True):
+def dense_aug_na(a, r, add_self_loops=True, keep_isolated=False):
     a = a.copy()
     n = a.shape[0]
     if add_self_loops:
@@ -169,8 +170,8 @@ def dense_aug_na(a, r, add_self_loops=True):
                 # a source with zero in-degree sends nothing when r > 0 (d^-r undefined)
                 src = 1.0 if r == 0 else (d[u] ** (-r) if d[u] > 0 else 0.0)
                 w[v, u] = d[v] ** (r - 1) * a[v, u] * src
-    for v in range(n):  # a node with an empty row keeps its own message
-        if not a[v].any():
+    for v in range(n):  # with keep_isolated, a node with an empty row keeps its own message
+        if keep_isolated and not a[v].any():
             w[v, v] = 1.0
     return w
 
@@ -185,13 +186,15 @@ def dense_hops(w, x, k, alpha=None):
 
 @pytest.mark.parametrize("r", [0.0, 0.5, 1.0, 0.3])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("add_self_loops", [True, False])
-def test_aug_na_vs_dense(r, weighted, add_self_loops):
+@pytest.mark.parametrize("add_self_loops, keep", [(True, False), (False, False), (False, True)])
+def test_aug_na_vs_dense(r, weighted, add_self_loops, keep):
     n, f, k = 20, 5, 3
     ei, w = random_graph(n, 60, seed=int(r * 10) + 7 * weighted, weighted=weighted)
     x = torch.randn(n, f, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    hops = propagate(ei, x, k, "aug_na", r=r, add_self_loops=add_self_loops, edge_weight=w)
-    ref = dense_hops(dense_aug_na(dense_adj(ei, n, w), r, add_self_loops), x.numpy(), k)
+    hops = propagate(
+        ei, x, k, "aug_na", r=r, add_self_loops=add_self_loops, edge_weight=w, keep_isolated=keep
+    )
+    ref = dense_hops(dense_aug_na(dense_adj(ei, n, w), r, add_self_loops, keep), x.numpy(), k)
     np.testing.assert_allclose(hops.numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
@@ -254,11 +257,11 @@ def test_ppr_vs_dense(alpha):
 # ---------------------------------------------------------------------------- edge cases
 ALL_AGGREGATORS = [
     ("aug_na", {}),
-    ("aug_na", {"add_self_loops": False}),
-    ("aug_na", {"r": 0.0, "add_self_loops": False}),
-    ("aug_na", {"r": 1.0, "add_self_loops": False}),
+    ("aug_na", {"add_self_loops": False, "keep_isolated": True}),
+    ("aug_na", {"r": 0.0, "add_self_loops": False, "keep_isolated": True}),
+    ("aug_na", {"r": 1.0, "add_self_loops": False, "keep_isolated": True}),
     ("ppr", {"alpha": 0.2}),
-    ("ppr", {"alpha": 0.2, "add_self_loops": False}),
+    ("ppr", {"alpha": 0.2, "add_self_loops": False, "keep_isolated": True}),
     ("triangle", {}),
 ]
 
@@ -289,7 +292,9 @@ def test_zero_weight_in_edges_keep_own_features():
     w = torch.tensor([1.0, 1.0, 0.0])
     x = torch.randn(3, 2)
     for r in (0.0, 0.5, 1.0):
-        hops = propagate(ei, x, 3, "aug_na", r=r, add_self_loops=False, edge_weight=w)
+        hops = propagate(
+            ei, x, 3, "aug_na", r=r, add_self_loops=False, edge_weight=w, keep_isolated=True
+        )
         assert bool(torch.isfinite(hops).all())
         close(hops[3][2], x[2])
 
@@ -400,4 +405,6 @@ def test_aggregator_classes_validate_directly():
     with pytest.raises(ValueError, match="alpha must"):
         PersonalizedPageRank(alpha=1.5)
     assert repr(TriangleMotif()) == "TriangleMotif()"
-    assert repr(AugNormAdj(r=0.25)) == "AugNormAdj(r=0.25, add_self_loops=True)"
+    assert repr(AugNormAdj(r=0.25)) == (
+        "AugNormAdj(r=0.25, add_self_loops=True, keep_isolated=False)"
+    )
