@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ._cache import cache_dir
 from .core.synthetic import NodeDataset, csbm
+
+__all__ = ["DATASET_NAMES", "REAL_DATASETS", "cache_dir", "default_data_root", "load_dataset"]
 
 REAL_DATASETS = ("cora", "citeseer", "computers", "photo", "cs", "physics")
 DATASET_NAMES = ("csbm", *REAL_DATASETS)
-
-
-def cache_dir() -> Path:
-    """The per-user cache: ``$SGAP_CACHE`` or ``~/.cache/sgap_plugins``."""
-    return Path(os.environ.get("SGAP_CACHE", Path.home() / ".cache" / "sgap_plugins"))
 
 
 def default_data_root() -> Path:

@@ -19,6 +19,8 @@ os.environ.setdefault("DGLBACKEND", "pytorch")
 # Dataset copies go to a throw-away cache unless the caller chose one (make test does).
 if "SGAP_CACHE" not in os.environ:
     os.environ["SGAP_CACHE"] = tempfile.mkdtemp(prefix="sgap-test-cache-")
+# Compiled kernels stay in the session's cache when a test points SGAP_CACHE elsewhere.
+os.environ.setdefault("SGAP_EXTENSIONS_DIR", os.path.join(os.environ["SGAP_CACHE"], "extensions"))
 
 
 @pytest.fixture(scope="session")

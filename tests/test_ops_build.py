@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +122,52 @@ def test_doctor_prints_backend(capsys):
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "backend" in text and "reason" in text
+
+
+def test_one_reading_of_sgap_cache(monkeypatch, tmp_path):
+    """The dataset cache and the kernel folder follow SGAP_CACHE at call time, through one
+    function; SGAP_EXTENSIONS_DIR keeps the kernels apart from a moved data cache."""
+    from sgap_plugins.datasets import cache_dir
+
+    monkeypatch.delenv("SGAP_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("SGAP_CACHE", str(tmp_path / "a"))
+    assert cache_dir() == tmp_path / "a"
+    assert ops.cache_root() == tmp_path / "a" / "extensions"
+    monkeypatch.setenv("SGAP_CACHE", str(tmp_path / "b"))
+    assert ops.cache_root() == cache_dir() / "extensions" == tmp_path / "b" / "extensions"
+    monkeypatch.setenv("SGAP_EXTENSIONS_DIR", str(tmp_path / "builds"))
+    assert ops.cache_root() == tmp_path / "builds" and cache_dir() == tmp_path / "b"
+    monkeypatch.delenv("SGAP_CACHE")
+    assert cache_dir() == Path.home() / ".cache" / "sgap_plugins"
+
+
+def test_the_session_builds_are_reused_when_the_data_cache_moves(monkeypatch, tmp_path):
+    """conftest pins SGAP_EXTENSIONS_DIR, so a test moving SGAP_CACHE finds the build."""
+    built = ops.info()["build_dir"]
+    if built is None:
+        pytest.skip(f"no kernels were built here: {ops.info()['reason']}")
+    monkeypatch.setenv("SGAP_CACHE", str(tmp_path))
+    assert Path(built).parent == ops.cache_root()
+
+
+def test_venv_ninja_is_on_path_only_during_the_build(monkeypatch, tmp_path):
+    """A venv's ninja (next to the interpreter, the venv not activated) is found and put on
+    PATH for the build only: torch's own check sees it inside, and PATH is restored after."""
+    from torch.utils.cpp_extension import is_ninja_available
+
+    ninja = shutil.which("ninja") or str(Path(sys.executable).parent / "ninja")
+    if not Path(ninja).exists():
+        pytest.fail("no ninja here, although sgap-plugins depends on it")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shutil.copy(ninja, tools / "ninja")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert not is_ninja_available()
+    assert ops._ninja_dir() == Path(sys.executable).parent  # the venv's, not found on PATH
+    with ops._ninja_on_path(tools):
+        assert is_ninja_available()
+        assert os.environ["PATH"].split(os.pathsep)[0] == str(tools)
+    assert os.environ["PATH"] == str(empty)
+    assert not is_ninja_available()

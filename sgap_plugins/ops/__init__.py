@@ -4,7 +4,8 @@ The sources in ``csrc/`` register the ``torch.ops.sgap`` operators (``propagate_
 ``loop_degree``, ``triangle_counts``) with CPU and CUDA dispatch. They are compiled with
 :func:`torch.utils.cpp_extension.load` and ninja on first use into a per-user cache,
 
-    ``$SGAP_CACHE/extensions/<key>`` or ``~/.cache/sgap_plugins/extensions/<key>``,
+    ``$SGAP_EXTENSIONS_DIR/<key>``, else ``$SGAP_CACHE/extensions/<key>``, else
+    ``~/.cache/sgap_plugins/extensions/<key>``,
 
 where ``key`` combines the torch version, torch's CUDA version and a hash of the sources and
 flags, so a torch upgrade or a source change triggers a rebuild and nothing else does. A file
@@ -29,11 +30,14 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
+
+from .._cache import extensions_dir
 
 CSRC = Path(__file__).parent / "csrc"
 CPU_SOURCES = ["propagate_cpu.cpp"]
@@ -49,19 +53,11 @@ class ExtensionWarning(UserWarning):
 
 
 def cache_root() -> Path:
-    """Where built extensions live: ``$SGAP_CACHE/extensions`` or the per-user default,
-    as ``SGAP_CACHE`` was when :mod:`sgap_plugins` was imported (so a test that points
-    ``SGAP_CACHE`` at a temporary dataset cache does not trigger a rebuild)."""
-    return _CACHE_ROOT
-
-
-def _cache_root_from_env() -> Path:
-    base = os.environ.get("SGAP_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "sgap_plugins"
-    return root / "extensions"
-
-
-_CACHE_ROOT = _cache_root_from_env()
+    """Where built extensions live (read when a build is loaded): ``$SGAP_EXTENSIONS_DIR``,
+    else ``<cache>/extensions`` (:func:`sgap_plugins._cache.extensions_dir`). A process loads
+    the kernels once; set ``SGAP_EXTENSIONS_DIR`` to keep one folder of builds while the data
+    cache moves (the test suite does)."""
+    return extensions_dir()
 
 
 def _cpu_flags() -> list[str]:
@@ -144,18 +140,40 @@ def build_key(with_cuda: bool) -> str:
     return f"torch{tv}-{cuda}-{digest.hexdigest()[:16]}"
 
 
-def _ninja_available() -> bool:
-    if shutil.which("ninja"):
-        return True
-    # cpp_extension calls `ninja` from PATH; a venv's ninja sits next to its python.
+def _ninja_dir() -> Path | None:
+    """The folder of the ninja to build with: the one on ``PATH``, else the one next to this
+    interpreter (a venv's, installed by the ``ninja`` dependency, when the venv is not
+    activated); ``None`` when there is none."""
+    found = shutil.which("ninja")
+    if found:
+        return Path(found).parent
     candidate = Path(sys.executable).parent / "ninja"
-    if candidate.exists():
-        os.environ["PATH"] = f"{candidate.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        return True
-    return False
+    return candidate.parent if candidate.exists() else None
 
 
-def _build(with_cuda: bool) -> Path:
+@contextlib.contextmanager
+def _ninja_on_path(ninja_dir: Path) -> Iterator[None]:
+    """``ninja_dir`` first on ``PATH`` for the duration of a build, then ``PATH`` as it was.
+
+    ``torch.utils.cpp_extension`` runs ``ninja`` from ``PATH`` (it has no setting for the
+    executable), so the build needs it there; the process environment is changed only while
+    the build runs (under the build lock) and restored afterwards.
+    """
+    old = os.environ.get("PATH")
+    if shutil.which("ninja") is not None:
+        yield
+        return
+    os.environ["PATH"] = f"{ninja_dir}{os.pathsep}{old or ''}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = old
+
+
+def _build(with_cuda: bool, ninja_dir: Path) -> Path:
     import filelock
 
     cpp_extension = _cpp_extension()
@@ -165,7 +183,7 @@ def _build(with_cuda: bool) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = [str(CSRC / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else [])]
     name = "sgap_ops_cuda" if with_cuda else "sgap_ops_cpu"
-    with filelock.FileLock(str(build_dir / "build.lock")):
+    with filelock.FileLock(str(build_dir / "build.lock")), _ninja_on_path(ninja_dir):
         with warnings.catch_warnings():
             # cpp_extension warns about compiler ABI/version checks it cannot settle.
             warnings.simplefilter("ignore", UserWarning)
@@ -208,7 +226,8 @@ def _load_locked() -> None:
     if os.environ.get("SGAP_DISABLE_EXTENSIONS") == "1":
         info_["reason"] = "SGAP_DISABLE_EXTENSIONS=1 forces the plain-torch path"
         return
-    if not _ninja_available():
+    ninja_dir = _ninja_dir()
+    if ninja_dir is None:
         _fail(info_, "ninja is not installed", "pip install ninja")
         return
     if shutil.which(os.environ.get("CXX", "c++")) is None:
@@ -220,11 +239,11 @@ def _load_locked() -> None:
     if cuda_ok:
         try:
             try:
-                info_["build_dir"] = str(_build(with_cuda=True))
+                info_["build_dir"] = str(_build(True, ninja_dir))
             except Exception:  # noqa: BLE001
                 # nvcc can die under memory pressure on small shared machines; ninja resumes
                 # from the objects already built, so one retry is cheap.
-                info_["build_dir"] = str(_build(with_cuda=True))
+                info_["build_dir"] = str(_build(True, ninja_dir))
             info_["cuda_compiled"] = True
             info_["cpu_kernels"] = True
         except Exception as exc:  # noqa: BLE001 - any build failure means fallback
@@ -240,7 +259,7 @@ def _load_locked() -> None:
         notes.append(f"CUDA kernels not built: {cuda_why}")
     if not info_["cpu_kernels"]:
         try:
-            info_["build_dir"] = str(_build(with_cuda=False))
+            info_["build_dir"] = str(_build(False, ninja_dir))
             info_["cpu_kernels"] = True
         except Exception as exc:  # noqa: BLE001
             _fail(
