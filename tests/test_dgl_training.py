@@ -59,7 +59,7 @@ def test_same_seed_same_model_through_pyg_and_dgl(dgl, request, name, lr):
     # 5 batches per epoch; a learning rate that trains in 15 epochs
     config = preset(name, epochs=15, patience=5, batch_size=32, lr=lr)
 
-    data = SGAPPrecompute(config.k_pre, config.ga_pre, **config.ga_pre_params)(
+    data = SGAPPrecompute(config.k_pre, config.ga_pre, hops_attr="hops", **config.ga_pre_params)(
         Data(x=cora.x, edge_index=cora.edge_index)
     )
     core_model, result = run(
@@ -71,7 +71,7 @@ def test_same_seed_same_model_through_pyg_and_dgl(dgl, request, name, lr):
         cora.test_mask,
         config,
         seed=seed,
-        hops=data.sgap_hops,
+        hops=data.hops.transpose(0, 1),  # [N, K+1, F] node-first -> the trainer's [K+1, N, F]
     )
 
     g = dgl.graph((cora.edge_index[0], cora.edge_index[1]), num_nodes=cora.num_nodes)
