@@ -39,9 +39,11 @@ def test_precompute_aug_na_equals_sign_diffusion_gcn(dgl, cora_graph, k):
         torch.testing.assert_close(
             ours.ndata[f"out_feat_{i}"], ref.ndata[f"out_feat_{i}"], atol=ATOL, rtol=0
         )
-    stacked = ours.ndata["out_feat_hops"]
+    assert set(ours.ndata) == set(ref.ndata)  # SIGNDiffusion's fields, nothing more
+    stacked = SGAPPrecompute(k, hops_feat_name="hops")(cora_graph.clone()).ndata["hops"]
     assert stacked.shape == (cora_graph.num_nodes(), k + 1, cora_graph.ndata["feat"].size(1))
     torch.testing.assert_close(stacked[:, 0], cora_graph.ndata["feat"], atol=0, rtol=0)
+    torch.testing.assert_close(stacked[:, k], ref.ndata[f"out_feat_{k}"], atol=ATOL, rtol=0)
 
 
 def test_precompute_weighted_directed_equals_sign_diffusion(dgl, cora_graph):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import dgl
@@ -9,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.config import SGAPConfig, preset
+from ..core.fingerprint import aggregator_identity, content_hash, graph_fingerprint
 from ..core.graph_aggregators import GraphAggregator
 from ..core.model import SGAPModel as CoreSGAPModel
 from ..core.plugins import resolve_graph_aggregator
@@ -34,17 +37,21 @@ class SGAPPropagate(nn.Module):
     The propagation is SGAP's pre-processing: a constant computed without gradient (no
     gradient flows to ``feat`` or ``edge_weight``) by the core's propagation kernels.
 
-    With ``cached=True`` the hops of the first call are kept and returned by later calls, as
-    :class:`dgl.nn.SGConv` does (transductive use: one graph, fixed features). A later call
-    whose graph or features differ in shape raises a ``ValueError``; :meth:`reset_parameters`
-    clears the cache. Feature *values* are not compared: after changing them, call
-    :meth:`reset_parameters`.
+    With ``cached=True`` (as in :class:`dgl.nn.SGConv`) the hops of the last computation are
+    kept and returned again while they are still the answer. A call with the very objects of
+    the cached call (the same graph structure, the same ``feat`` and ``edge_weight`` tensors,
+    not modified in place since) is answered at once; any other call compares fingerprints
+    of what determines the result (the graph's structure and weights, the features' values,
+    the aggregator's code identity and parameters, ``k``) and recomputes when one differs,
+    so a different graph of the same size, new feature values or another aggregator never
+    get stale hops. :meth:`clear_cache` frees the cached hops.
 
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.
         aggregator: graph aggregator registry name or instance.
-        cached: keep the hops of the first call.
-        **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``, ...).
+        cached: keep the hops of the last call for the next calls on the same input.
+        **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``,
+            ``keep_isolated``, ...).
     """
 
     def __init__(
@@ -58,13 +65,15 @@ class SGAPPropagate(nn.Module):
         self.k = check_hops(k)
         self.aggregator = resolve_graph_aggregator(aggregator, **params)
         self.cached = bool(cached)
-        self._cached_hops: Tensor | None = None  # [k+1, N, F], contiguous
-        self._cache_key: tuple[Any, ...] | None = None
+        self._cache: _HopCache | None = None
+
+    def clear_cache(self) -> None:
+        """Drop the cached hops; the next call propagates."""
+        self._cache = None
 
     def reset_parameters(self) -> None:
-        """There are no parameters; clears the cached hops."""
-        self._cached_hops = None
-        self._cache_key = None
+        """There are no parameters; clears the cached hops (:meth:`clear_cache`)."""
+        self.clear_cache()
 
     def forward(
         self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None = None
@@ -85,38 +94,82 @@ class SGAPPropagate(nn.Module):
             raise TypeError(
                 f"feat must be a torch.Tensor of shape [N, F], got {type(feat).__name__}"
             )
-        if self.cached and self._cached_hops is not None and self._cache_key is not None:
-            key = _cache_key(graph, feat, edge_weight)
-            if key != self._cache_key:
-                raise ValueError(
-                    f"{type(self).__name__}(cached=True) holds hops computed for "
-                    f"{_describe(self._cache_key)}, but got {_describe(key)}; call "
-                    "reset_parameters() to recompute, or use cached=False for changing graphs"
-                )
-            if self._cached_hops.device != feat.device:
-                self._cached_hops = self._cached_hops.to(feat.device)
-            return self._cached_hops.transpose(0, 1)
+        config = f"k={self.k}|{aggregator_identity(self.aggregator)}"
+        cache = self._cache if self.cached else None
+        if (
+            cache is not None
+            and cache.config == config
+            and cache.same_inputs(graph, feat, edge_weight)
+        ):
+            return cache.on(feat.device).transpose(0, 1)
         with graph.local_scope(), torch.no_grad():
             csr = dgl_to_csr(graph, edge_weight)
             x = check_features(feat, csr.num_nodes, "feat")
-            hops = propagate_csr(csr, self.aggregator, x, self.k)
-        if self.cached:
-            self._cached_hops = hops
-            self._cache_key = _cache_key(graph, feat, edge_weight)
-        return hops.transpose(0, 1)
+            if not self.cached:
+                return propagate_csr(csr, self.aggregator, x, self.k).transpose(0, 1)
+            key = f"{config}|{graph_fingerprint(csr)}|{content_hash(x)}"
+            if cache is None or cache.key != key:
+                hops = propagate_csr(csr, self.aggregator, x, self.k)
+                cache = _HopCache(key=key, config=config, hops=hops)
+            cache.remember_inputs(graph, feat, edge_weight)
+            self._cache = cache
+        return cache.on(feat.device).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, aggregator={self.aggregator!r}, cached={self.cached}"
 
 
-def _cache_key(graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None) -> tuple[Any, ...]:
-    return graph.num_nodes(), graph.num_edges(), tuple(feat.shape), edge_weight is not None
+def _structure(graph: dgl.DGLGraph) -> Any:
+    """The object holding ``graph``'s structure: DGL replaces it on every structural change
+    (``add_edges``, ``remove_nodes``, ...), so its identity says the structure is the same."""
+    return graph._graph
 
 
-def _describe(key: tuple[Any, ...]) -> str:
-    n, e, shape, weighted = key
-    w = "weighted" if weighted else "unweighted"
-    return f"a graph of {n} nodes and {e} edges ({w}) with features of shape {list(shape)}"
+def _version_ref(t: Tensor | None) -> tuple[weakref.ref[Tensor] | None, int]:
+    return (None, -1) if t is None else (weakref.ref(t), t._version)
+
+
+def _same_tensor(t: Tensor | None, ref: tuple[weakref.ref[Tensor] | None, int]) -> bool:
+    if t is None or ref[0] is None:
+        return t is None and ref[0] is None
+    return ref[0]() is t and t._version == ref[1]
+
+
+@dataclass(eq=False)
+class _HopCache:
+    """The hops of one propagation and what they were computed from.
+
+    ``key`` fingerprints the content (aggregator identity, ``k``, graph, features);
+    the weak references let a call with the very same, unmodified objects skip hashing (a
+    DGL structure change replaces the graph's index object; an in-place write to a tensor
+    bumps its version counter)."""
+
+    key: str
+    config: str
+    hops: Tensor  # [k+1, N, F], contiguous
+    _structure: weakref.ref[Any] | None = None
+    _feat: tuple[weakref.ref[Tensor] | None, int] = (None, -1)
+    _edge_weight: tuple[weakref.ref[Tensor] | None, int] = (None, -1)
+
+    def remember_inputs(
+        self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None
+    ) -> None:
+        self._structure = weakref.ref(_structure(graph))
+        self._feat = _version_ref(feat)
+        self._edge_weight = _version_ref(edge_weight)
+
+    def same_inputs(self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None) -> bool:
+        return (
+            self._structure is not None
+            and self._structure() is _structure(graph)
+            and _same_tensor(feat, self._feat)
+            and _same_tensor(edge_weight, self._edge_weight)
+        )
+
+    def on(self, device: torch.device) -> Tensor:
+        if self.hops.device != device:
+            self.hops = self.hops.to(device)
+        return self.hops
 
 
 def _node_ids(nids: Any, num_nodes: int) -> Tensor:
@@ -148,10 +201,14 @@ class SGAPModel(nn.Module):
         \mathbf{h}_v = \mathrm{MA}(\mathbf{M}_v), \qquad
         \hat{\mathbf{y}}_v = \mathrm{MLP}_{K_{trans}}(\mathbf{h}_v)
 
-    The propagation (``k_pre`` hops of ``ga_pre``) is computed on the first ``forward`` and
-    cached (:class:`SGAPPropagate` with ``cached=True``); every later call, in training or
-    evaluation, only gathers hop rows and runs the network. :meth:`postprocess` applies the
-    ``k_post`` steps of ``ga_post`` to the soft predictions.
+    The propagation (``k_pre`` hops of ``ga_pre``, :class:`SGAPPropagate`) is computed on the
+    first ``forward`` and, with ``cached=True`` (the default), kept: every later call on the
+    same graph and features, in training or evaluation, only gathers hop rows and runs the
+    network. The cache is keyed by content, so another graph (even of the same size), new
+    feature values or edge weights propagate again; ``cached=False`` propagates on every call
+    (as :class:`dgl.nn.SGConv` does by default). :meth:`clear_cache` frees the cached hops
+    and leaves the weights alone. :meth:`postprocess` applies the ``k_post`` steps of
+    ``ga_post`` to the soft predictions.
 
     The trainable part is :class:`sgap_plugins.core.model.SGAPModel` (attribute :attr:`net`),
     so ``torch.manual_seed(s)`` followed by this constructor initialises exactly the weights
@@ -164,6 +221,7 @@ class SGAPModel(nn.Module):
             ``"pasca_v2"``, ``"pasca_v3"``).
         in_feats: feature width ``F``.
         n_classes: number of classes ``C``.
+        cached: keep the propagated hops between calls on the same input.
 
     Example:
         >>> model = SGAPModel.from_preset("pasca_v2", in_feats=F, n_classes=C)
@@ -172,7 +230,9 @@ class SGAPModel(nn.Module):
         ...     loss = F.cross_entropy(model(g, feat, train_nids[batch]), y[train_nids[batch]])
     """
 
-    def __init__(self, config: SGAPConfig | str, in_feats: int, n_classes: int) -> None:
+    def __init__(
+        self, config: SGAPConfig | str, in_feats: int, n_classes: int, cached: bool = True
+    ) -> None:
         super().__init__()
         if isinstance(config, str):
             config = preset(config)
@@ -181,14 +241,16 @@ class SGAPModel(nn.Module):
         if isinstance(in_feats, bool) or not isinstance(in_feats, int) or in_feats < 1:
             raise ValueError(f"in_feats must be a positive int, got {in_feats!r}")
         self.propagation = SGAPPropagate(
-            config.k_pre, config.ga_pre, cached=True, **config.ga_pre_params
+            config.k_pre, config.ga_pre, cached=cached, **config.ga_pre_params
         )
         self.net = CoreSGAPModel(config, in_feats, n_classes)
 
     @classmethod
-    def from_preset(cls, name: str, in_feats: int, n_classes: int, **overrides: Any) -> SGAPModel:
+    def from_preset(
+        cls, name: str, in_feats: int, n_classes: int, *, cached: bool = True, **overrides: Any
+    ) -> SGAPModel:
         """A model of a named preset, with optional :class:`SGAPConfig` field overrides."""
-        return cls(preset(name, **overrides), in_feats, n_classes)
+        return cls(preset(name, **overrides), in_feats, n_classes, cached=cached)
 
     @property
     def config(self) -> SGAPConfig:
@@ -201,6 +263,10 @@ class SGAPModel(nn.Module):
     @property
     def n_classes(self) -> int:
         return self.net.num_classes
+
+    def clear_cache(self) -> None:
+        """Drop the cached propagation (the weights are untouched); the next call propagates."""
+        self.propagation.clear_cache()
 
     def reset_parameters(self) -> None:
         """Re-initialise the network and clear the cached propagation."""

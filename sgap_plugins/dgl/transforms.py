@@ -30,10 +30,15 @@ class SGAPPrecompute(BaseTransform):
 
     The argument and output names are those of :class:`dgl.SIGNDiffusion`: it reads
     ``g.ndata[in_feat_name]`` (``[N, F]``) and writes ``g.ndata[f"{out_feat_name}_{i}"]``
-    (``[N, F]``) for ``i = 1 … k``. It also writes every hop stacked in one field,
-    ``g.ndata[f"{out_feat_name}_hops"]`` of shape ``[N, k+1, F]`` (hop 0 is the input), the
-    input of :class:`SGAPModel`'s message aggregators. All ``k+1`` outputs are views of one
-    contiguous ``[k+1, N, F]`` buffer, so the hops are stored once.
+    (``[N, F]``, each in its own storage) for ``i = 1 … k``. With ``add_self_loops=False``
+    (on a graph without self loops) ``aug_na`` is ``SIGNDiffusion(diffuse_op="gcn")`` and
+    ``ppr`` is ``diffuse_op="ppr"``, nodes without in-neighbours included (their hops are
+    zero, resp. ``α X``, unless ``keep_isolated=True``).
+
+    With ``hops_feat_name`` set it instead writes every hop stacked in one field,
+    ``g.ndata[hops_feat_name]`` of shape ``[N, k+1, F]`` (hop 0 is the input), the layout of
+    :class:`SGAPModel`'s message aggregators; it is a transposed view of the propagation
+    buffer (no copy), and the per-hop fields are then not written, so no hop is stored twice.
 
     Like DGL's transforms (``SIGNDiffusion``, ``GCNNorm``, ``AddSelfLoop`` with features), it
     **modifies** ``g`` **in place** and returns the same object. A DGL dataset applies its
@@ -48,12 +53,18 @@ class SGAPPrecompute(BaseTransform):
             ``None`` treats the graph as unweighted.
         aggregator: graph aggregator registry name (``"aug_na"``, ``"ppr"``, ``"triangle"``,
             or a plugin's) or a :class:`~sgap_plugins.core.graph_aggregators.GraphAggregator`.
-        **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``, ...).
+        hops_feat_name: write all hops stacked as ``g.ndata[hops_feat_name]``
+            (``[N, k+1, F]``) instead of the per-hop fields.
+        **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``,
+            ``keep_isolated``, ...).
 
     Example:
         >>> g = SGAPPrecompute(k=3, aggregator="ppr", alpha=0.1)(g)
-        >>> g.ndata["out_feat_3"].shape, g.ndata["out_feat_hops"].shape
-        (torch.Size([N, F]), torch.Size([N, 4, F]))
+        >>> g.ndata["out_feat_3"].shape
+        torch.Size([N, F])
+        >>> g = SGAPPrecompute(k=3, hops_feat_name="hops")(g)
+        >>> g.ndata["hops"].shape
+        torch.Size([N, 4, F])
     """
 
     def __init__(
@@ -63,6 +74,7 @@ class SGAPPrecompute(BaseTransform):
         out_feat_name: str = "out_feat",
         eweight_name: str | None = None,
         aggregator: str | GraphAggregator = "aug_na",
+        hops_feat_name: str | None = None,
         **params: Any,
     ) -> None:
         self.k = check_hops(k)
@@ -70,6 +82,13 @@ class SGAPPrecompute(BaseTransform):
         self.out_feat_name = out_feat_name
         self.eweight_name = eweight_name
         self.aggregator = resolve_graph_aggregator(aggregator, **params)
+        if hops_feat_name is not None and (
+            not isinstance(hops_feat_name, str) or not hops_feat_name
+        ):
+            raise TypeError(
+                f"hops_feat_name must be a non-empty feature name or None, got {hops_feat_name!r}"
+            )
+        self.hops_feat_name = hops_feat_name
 
     def __call__(self, g: dgl.DGLGraph) -> dgl.DGLGraph:
         check_homogeneous(g, "g")
@@ -90,15 +109,19 @@ class SGAPPrecompute(BaseTransform):
         graph = dgl_to_csr(g, edge_weight, "g")
         name = f"g.ndata[{self.in_feat_name!r}]"
         x = check_features(g.ndata[self.in_feat_name], graph.num_nodes, name)
-        hops = propagate_csr(graph, self.aggregator, x, self.k)
+        hops = propagate_csr(graph, self.aggregator, x, self.k)  # [k+1, N, F]
+        if self.hops_feat_name is not None:
+            g.ndata[self.hops_feat_name] = hops.transpose(0, 1)
+            return g
         for i in range(1, self.k + 1):
-            g.ndata[f"{self.out_feat_name}_{i}"] = hops[i]
-        g.ndata[f"{self.out_feat_name}_hops"] = hops.transpose(0, 1)
+            # An own copy per hop, as SIGNDiffusion has: a view would keep the whole
+            # [k+1, N, F] buffer (hop 0 a second copy of the input) alive with the graph.
+            g.ndata[f"{self.out_feat_name}_{i}"] = hops[i].clone()
         return g
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(k={self.k}, in_feat_name={self.in_feat_name!r}, "
             f"out_feat_name={self.out_feat_name!r}, eweight_name={self.eweight_name!r}, "
-            f"aggregator={self.aggregator!r})"
+            f"aggregator={self.aggregator!r}, hops_feat_name={self.hops_feat_name!r})"
         )
