@@ -60,15 +60,20 @@ def graph_fingerprint(graph: CSRGraph) -> str:
 
 
 @cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())  # scans every installed dist
+
+
 def _module_identity(module_name: str) -> str:
-    """``<distribution>==<version>:<source hash>`` of the module that defines a class."""
+    """``<distribution>==<version>:<source hash>`` of the module that defines a class (not
+    cached: a module edited and reloaded in this process must get a new identity)."""
     module = sys.modules.get(module_name)
     try:
         source = inspect.getsource(module) if module is not None else ""
     except (OSError, TypeError):  # built in, or compiled without source
         source = ""
     top = module_name.split(".")[0]
-    dists = importlib.metadata.packages_distributions().get(top, [])
+    dists = _packages_distributions().get(top, [])
     versions = []
     for dist in sorted(set(dists)):  # editable installs list theirs twice
         try:
