@@ -92,10 +92,12 @@ def check_logits(logits: Tensor, config: SGAPConfig) -> None:
         )
 
 
-def _accuracy(logits: Tensor, y: Tensor) -> float:
+def accuracy(scores: Tensor, y: Tensor) -> float:
+    """Fraction of rows of ``scores`` ``[B, C]`` (logits or probabilities) whose arg-max is
+    the label ``y`` ``[B]``; NaN for an empty batch."""
     if y.numel() == 0:
         return float("nan")
-    return float((logits.argmax(-1) == y).float().mean())
+    return float((scores.argmax(-1) == y).float().mean())
 
 
 def train_model(
@@ -134,7 +136,7 @@ def train_model(
         model.eval()
         with torch.no_grad():
             logits = model(val_hops)
-            key = (_accuracy(logits, y_val), float(F.cross_entropy(logits, y_val)))
+            key = (accuracy(logits, y_val), float(F.cross_entropy(logits, y_val)))
         # Checked on the validation loss the epoch computes anyway (no extra device sync per
         # step): once a step has made the weights inf/NaN, every later output is NaN too.
         if not math.isfinite(key[1]):
@@ -212,8 +214,47 @@ def run(
         )
     hops = hops[: config.k_pre + 1]
 
+    model, result = fit_and_evaluate(
+        csr, hops, y, train_idx, val_idx, test_idx, config, seed, num_classes
+    )
+    result.precompute_s = precompute_s
+    return model, result
+
+
+def fit_and_evaluate(
+    graph: CSRGraph,
+    hops: Tensor,
+    y: Tensor,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    test_idx: Tensor,
+    config: SGAPConfig,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tuple[SGAPModel, TrainResult]:
+    """Train → infer → post-process on precomputed hops: the part of :func:`run` after
+    propagation, shared with the architecture search (no input validation; ``precompute_s``
+    of the result is 0).
+
+    Args:
+        graph: the graph post-processing propagates over.
+        hops: ``[K_pre+1, N, F]`` hops (any float dtype; batches are gathered as fp32).
+        y: labels ``[N]`` (int64).
+        train_idx, val_idx, test_idx: node indices.
+        config: the architecture and training hyperparameters.
+        seed: seeds model initialisation, dropout and batch order.
+        num_classes: ``C`` (default ``max(y) + 1``).
+
+    Returns:
+        The trained model (best validation weights) and its :class:`TrainResult`.
+
+    Raises:
+        FloatingPointError: training diverged, or the logits are not finite for some nodes.
+    """
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
     torch.manual_seed(seed)
-    model = SGAPModel(config, x.size(1), num_classes)
+    model = SGAPModel(config, hops.size(2), num_classes)
     best_epoch, epochs_run, train_s = train_model(model, hops, y, train_idx, val_idx, seed)
 
     start = time.perf_counter()
@@ -221,16 +262,16 @@ def run(
     inference_s = time.perf_counter() - start
     check_logits(logits, config)
     start = time.perf_counter()
-    probs = model.postprocess(csr, logits)
+    probs = model.postprocess(graph, logits)
     postprocess_s = time.perf_counter() - start
 
     result = TrainResult(
-        train_acc=_accuracy(probs[train_idx], y[train_idx]),
-        val_acc=_accuracy(probs[val_idx], y[val_idx]),
-        test_acc=_accuracy(probs[test_idx], y[test_idx]),
+        train_acc=accuracy(probs[train_idx], y[train_idx]),
+        val_acc=accuracy(probs[val_idx], y[val_idx]),
+        test_acc=accuracy(probs[test_idx], y[test_idx]),
         best_epoch=best_epoch,
         epochs_run=epochs_run,
-        precompute_s=precompute_s,
+        precompute_s=0.0,
         train_s=train_s,
         inference_s=inference_s,
         postprocess_s=postprocess_s,
