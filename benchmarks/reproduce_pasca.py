@@ -34,7 +34,7 @@ from filelock import FileLock
 
 from sgap_plugins.core.config import PRESETS, SGAPConfig
 from sgap_plugins.core.graph import CSRGraph
-from sgap_plugins.core.search.evaluation import HopStore, load_hops
+from sgap_plugins.core.search.evaluation import HopStore
 from sgap_plugins.core.search.space import AggregatorChoice
 from sgap_plugins.core.trainer import run
 from sgap_plugins.datasets import REAL_DATASETS, cache_dir, load_dataset
@@ -130,7 +130,7 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
     hops: dict[str, torch.Tensor] = {}
     for label, (c, k) in need.items():
         start = time.perf_counter()
-        hops[label] = load_hops(store.entry(c, k))
+        hops[label] = store.entry(c, k).load()
         print(f"[{name}] hops {label} x{k}: {time.perf_counter() - start:.1f} s", flush=True)
     csr = CSRGraph.from_edge_index(base.edge_index, base.num_nodes)
     splits: dict[int, Any] = {}

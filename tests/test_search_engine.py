@@ -15,8 +15,8 @@ import pytest
 
 from sgap_plugins.core.config import SGAPConfig
 from sgap_plugins.core.search import SearchEngine, read_trials
-from sgap_plugins.core.search.engine import FAIL_LOSS
 from sgap_plugins.core.search.evaluation import evaluate_trial
+from sgap_plugins.core.search.scalarization import FAIL_LOSS
 from sgap_plugins.core.synthetic import csbm
 
 FAST = SGAPConfig(epochs=15, patience=5, hidden=16)
@@ -33,14 +33,14 @@ def engine(out: Path, max_evals: int, **kwargs) -> SearchEngine:
     return SearchEngine(small_graph(), out, max_evals, **kwargs)
 
 
-def raising_trial(ctx, config, ga_pre, ga_post, seed):
+def raising_trial(ctx, config, ga_pre, seed):
     """Raises for architectures with a 2+ layer MLP, evaluates the others."""
     if config.k_trans > 1:
         raise RuntimeError("boom: deliberately failing trial")
-    return evaluate_trial(ctx, config, ga_pre, ga_post, seed)
+    return evaluate_trial(ctx, config, ga_pre, seed)
 
 
-def sleeping_trial(ctx, config, ga_pre, ga_post, seed):
+def sleeping_trial(ctx, config, ga_pre, seed):
     time.sleep(60)
 
 
@@ -199,7 +199,7 @@ def test_large_store_is_fp16_and_memory_mapped(tmp_path: Path) -> None:
     import torch
 
     from sgap_plugins.core.propagation import propagate
-    from sgap_plugins.core.search.evaluation import HopStore, TrialContext, load_hops
+    from sgap_plugins.core.search.evaluation import HopStore, TrialContext
     from sgap_plugins.core.search.space import AggregatorChoice
 
     data = small_graph()
@@ -208,13 +208,173 @@ def test_large_store_is_fp16_and_memory_mapped(tmp_path: Path) -> None:
     entry = store.entry(ppr, 4)
     assert entry.dtype == "float16" and entry.shape == (5, data.num_nodes, 16)
     assert isinstance(np.load(entry.path, mmap_mode="c"), np.memmap)
-    hops = load_hops(entry, memory_budget=10_000)
+    hops = entry.load(memory_budget=10_000)
     assert hops.dtype == torch.float16
     ref = propagate(data.edge_index, data.x, 4, "ppr", alpha=0.1)
     torch.testing.assert_close(hops.float(), ref, rtol=2e-3, atol=2e-3)
     assert store.entry(ppr, 3).path == entry.path  # cached: fewer hops reuse the store
     ctx = TrialContext.create(store, [ppr], 4, tmp_path / "ctx", memory_budget=10_000)
     config = FAST.replace(k_pre=4, ga_pre="ppr", ga_pre_params={"alpha": 0.1}, k_post=2)
-    out = evaluate_trial(ctx, config, "ppr(0.1)", "ppr(0.1)", seed=0)
+    out = evaluate_trial(ctx, config, "ppr(0.1)", seed=0)
     assert 0.0 <= out["objectives"]["val_error"] <= 1.0
     assert out["objectives"]["inference_time"] > 0
+
+
+# ---------------------------------------------------------------------- one pipeline
+@pytest.mark.parametrize(
+    "arch",
+    [
+        dict(k_pre=3, ga_pre="aug_na", ma="concat", k_trans=2, k_post=0),
+        dict(
+            k_pre=2,
+            ga_pre="ppr",
+            ga_pre_params={"alpha": 0.1},
+            ma="mean",
+            k_trans=1,
+            k_post=3,
+            ga_post="ppr",
+            ga_post_params={"alpha": 0.3},
+        ),
+    ],
+)
+def test_trial_equals_the_trainer(tmp_path: Path, arch: dict) -> None:
+    """A trial on the cached hops gives exactly what trainer.run gives for the same config and
+    seed (the search evaluates with the trainer's pipeline, post-processing included)."""
+    from sgap_plugins.core.search.evaluation import HopStore, TrialContext
+    from sgap_plugins.core.search.space import DesignSpace
+    from sgap_plugins.core.trainer import run
+
+    data = small_graph()
+    config = FAST.replace(**arch)
+    space = DesignSpace.paper()
+    label = space.to_point(config)["ga_pre"]
+    store = HopStore(tmp_path / "hops", data)
+    ctx = TrialContext.create(store, space.graph_aggregators, 4, tmp_path / "ctx")
+    trial = evaluate_trial(ctx, config, label, seed=7)
+    _, ref = run(
+        data.edge_index,
+        data.x,
+        data.y,
+        data.train_mask,
+        data.val_mask,
+        data.test_mask,
+        config,
+        seed=7,
+    )
+    assert trial["val_acc"] == ref.val_acc and trial["test_acc"] == ref.test_acc
+    assert trial["train_acc"] == ref.train_acc
+    assert (trial["best_epoch"], trial["epochs_run"]) == (ref.best_epoch, ref.epochs_run)
+    assert trial["objectives"]["params"] == ref.num_params
+    assert trial["objectives"]["val_error"] == 1.0 - ref.val_acc
+
+
+# ---------------------------------------------------------------------- executors
+class InlineExecutor:
+    """A second executor, trivial: runs each trial in this process when it is submitted."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self.ctx = None
+        self.finished: list = []
+        self.submitted: list[int] = []
+        self.closed = False
+
+    @property
+    def running(self) -> int:
+        return len(self.finished)
+
+    def start(self, prepare, jobs: int) -> None:
+        self.ctx = prepare()
+
+    def submit(self, job) -> None:
+        from sgap_plugins.core.search.executors import run_trial
+
+        self.submitted.append(job.trial)
+        self.finished.append(run_trial(evaluate_trial, self.ctx, job))
+
+    def wait(self) -> list:
+        out, self.finished = self.finished, []
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_search_runs_through_another_executor(tmp_path: Path) -> None:
+    """The engine drives any Executor: an in-process one gives the trials the default
+    process pool gives (same seed, one at a time)."""
+    from sgap_plugins.core.search import Executor
+
+    inline = InlineExecutor()
+    assert isinstance(inline, Executor)
+    kw = dict(objectives=["val_error", "params"], seed=2, n_startup=2)
+    a = engine(tmp_path / "inline", 4, executor=inline, **kw).run()
+    b = engine(tmp_path / "pool", 4, **kw).run()
+    assert inline.submitted == [0, 1, 2, 3] and inline.closed
+
+    def key(result):  # the deterministic results (measured times differ between runs)
+        return [
+            (t.trial, t.status, t.point, t.val_acc, t.test_acc, t.objectives["params"])
+            for t in result.trials
+        ]
+
+    assert key(a) == key(b) and len(a.trials) == 4
+    with pytest.raises(TypeError, match="Executor"):
+        engine(tmp_path / "bad", 1, executor=object())
+
+
+# ---------------------------------------------------------------------- resume
+def finished_search(tmp_path: Path, max_evals: int = 3) -> Path:
+    out = tmp_path / "run"
+    engine(out, max_evals, seed=1, n_startup=max_evals).run()
+    return out
+
+
+def test_resume_stops_at_a_corrupt_or_foreign_record(tmp_path: Path) -> None:
+    """A corrupt line that is not the last, or a record of another schema, stops --resume with
+    an error naming the file and the line (its trial is neither dropped nor re-run); a torn
+    last line is dropped and its trial run again."""
+    from sgap_plugins.core.search import JournalError
+    from sgap_plugins.core.search.journal import SCHEMA_VERSION
+
+    out = finished_search(tmp_path)
+    journal = out / "trials.jsonl"
+    lines = journal.read_text().splitlines()
+    assert [json.loads(x)["schema"] for x in lines] == [SCHEMA_VERSION] * 3
+
+    journal.write_text("\n".join([lines[0], lines[1][:25], lines[2]]) + "\n")
+    with pytest.raises(JournalError, match=rf"{journal}, line 2: not a trial record"):
+        engine(out, 4, seed=1, n_startup=3, resume=True).run()
+
+    old = {**json.loads(lines[2]), "schema": SCHEMA_VERSION + 1}
+    journal.write_text("\n".join([lines[0], lines[1], json.dumps(old)]) + "\n")
+    with pytest.raises(JournalError, match=rf"{journal}, line 3: .*schema {SCHEMA_VERSION + 1}"):
+        engine(out, 4, seed=1, n_startup=3, resume=True).run()
+    assert journal.read_text().splitlines()[2] == json.dumps(old)  # left as it was
+
+    journal.write_text("\n".join([lines[0], lines[1], lines[2][:-10]]))  # killed mid-write
+    assert [t.trial for t in read_trials(journal)] == [0, 1]
+    result = engine(out, 3, seed=1, n_startup=3, resume=True).run()
+    assert [t.trial for t in result.trials] == [0, 1, 2]
+    assert [json.loads(x)["trial"] for x in journal.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_read_trials_line_rules(tmp_path: Path) -> None:
+    from sgap_plugins.core.search import JournalError, Trial
+
+    path = tmp_path / "trials.jsonl"
+    good = [Trial(i, {"k_pre": i}, {}, "ok", {"val_error": 0.5}).to_json() for i in range(2)]
+    path.write_text(good[0] + "\n\n" + good[1] + "\n")  # blank lines hold no data
+    assert [t.trial for t in read_trials(path)] == [0, 1]
+    path.write_text(good[0] + "\n" + good[1])  # no final newline: a torn write
+    assert [t.trial for t in read_trials(path)] == [0]
+    for bad, why in [
+        ("[1, 2]", "not an object"),
+        ('{"trial": 1}', "schema None"),
+        (good[1].replace('"status": "ok"', '"status": "done"'), "'status' must be one of"),
+        (good[1].replace('"seconds"', '"secs"'), "unknown \\['secs'\\]"),
+    ]:
+        path.write_text(good[0] + "\n" + bad + "\n")  # complete last line: not torn
+        with pytest.raises(JournalError, match=rf"line 2: not a trial record .*{why}"):
+            read_trials(path)

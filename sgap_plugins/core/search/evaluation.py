@@ -17,15 +17,22 @@ every trial slices ``hops[:K_pre+1]``. The hops are written hop by hop to a ``.n
 Propagation goes through :func:`~sgap_plugins.core.propagation.propagate`, so the fused
 kernels are used when they are available.
 
+A store is keyed by what determines it (the graph's content fingerprint, a hash of the
+features, the aggregator's code identity), so a changed graph or an edited plugin
+aggregator recomputes it. Stores, labels and the graph are plain ``.npy`` arrays and JSON:
+nothing read back from the cache or the output folder is unpickled (:func:`read_array`
+refuses a file that holds Python objects).
+
 Objectives of a trial (all minimised):
 
 * ``val_error`` — ``1 − validation accuracy`` (after post-processing);
 * ``inference_time`` — seconds **per node** to predict every node of the graph:
   ``(K_pre · t_hop(GA_pre) + t_forward + t_post) / N``, where ``t_hop`` is the measured time
   of one propagation step of the store, ``t_forward`` the batched forward pass over all
-  nodes and ``t_post`` the ``K_post`` label-propagation steps (``t_hop``: the fastest of
-  five timed torch-sparse steps, the primitive of post-processing, since a mean is
-  inflated by whatever else runs on the machine);
+  nodes and ``t_post`` the trial's post-processing
+  (:meth:`~sgap_plugins.core.model.SGAPModel.postprocess`: ``K_post`` label-propagation
+  steps); ``t_hop`` is the fastest of five timed torch-sparse steps, since a mean is
+  inflated by whatever else runs on the machine;
 * ``train_time`` — seconds of training (all epochs, including validation passes);
 * ``peak_memory`` — modelled bytes of full-graph inference: the hops the model reads
   ``(K_pre+1)·N·F·4`` + the parameters + the widest activation ``N·max(width)·4`` +
@@ -36,7 +43,6 @@ Objectives of a trial (all minimised):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -51,43 +57,130 @@ from filelock import FileLock
 from torch import Tensor
 
 from ..config import SGAPConfig
+from ..fingerprint import (
+    aggregator_fingerprint,
+    aggregator_identity,
+    content_hash,
+    graph_fingerprint,
+)
 from ..graph import CSRGraph
 from ..graph_aggregators import GraphAggregator
-from ..model import SGAPModel
 from ..plugins import resolve_graph_aggregator
 from ..propagation import propagate
 from ..synthetic import NodeDataset
-from ..trainer import check_logits, predict, predict_batch_size, train_model
+from ..trainer import fit_and_evaluate
 from .space import AggregatorChoice
 
 OBJECTIVES = ("val_error", "inference_time", "train_time", "peak_memory", "params")
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of fp32 hops kept in RAM per store
-STORE_VERSION = 4  # bump when the store layout or its metadata changes
+STORE_VERSION = 5  # bump when the store layout or its metadata changes
+LABEL_ARRAYS = ("y", "train", "val", "test")
 
 
-def dataset_fingerprint(data: NodeDataset) -> str:
-    """A short content hash of a dataset's graph, features and labels (the cache key)."""
-    h = hashlib.blake2b(digest_size=10)
-    for t in (data.edge_index, data.x, data.y):
-        h.update(str((tuple(t.shape), t.dtype)).encode())
-        h.update(t.contiguous().numpy().tobytes())
-    return f"{data.name}-{h.hexdigest()}"
+class UnsafeCacheError(ValueError):
+    """A cache or output file holds pickled Python objects, which loading would run."""
+
+
+def read_array(path: str | Path, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` file of plain numbers, never unpickled: read into memory, or memory-mapped
+    copy-on-write with ``mmap=True`` (writes never reach the file).
+
+    Raises:
+        UnsafeCacheError: the file holds Python objects (loading them would execute code
+            chosen by whoever wrote the file).
+        ValueError: the file is not a ``.npy`` array.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            _, _, dtype = read_header(f)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a .npy array ({exc}); delete it to recompute") from exc
+    if dtype.hasobject:
+        raise UnsafeCacheError(
+            f"refusing to load {path}: it holds pickled Python objects (dtype {dtype}), and "
+            "loading them would run code chosen by whoever wrote the file; sgap-plugins only "
+            "writes plain numeric arrays there. Delete the file (it is recomputed) and check "
+            f"who can write to {path.parent}"
+        )
+    return np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
+
+
+def _save_array(path: Path, value: Tensor | np.ndarray) -> None:
+    """``np.save`` without pickling, to a temporary name renamed into place."""
+    arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def dataset_fingerprint(data: NodeDataset, graph: CSRGraph | None = None) -> str:
+    """The cache key of a dataset's hops: its name, the content fingerprint of its graph
+    (:func:`~sgap_plugins.core.fingerprint.graph_fingerprint`) and a content hash of its
+    features (labels and splits do not enter propagation)."""
+    csr = graph if graph is not None else CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
+    return f"{data.name}-{graph_fingerprint(csr)[:16]}-{content_hash(data.x, digest_size=8)}"
 
 
 @dataclass(frozen=True)
 class StoreEntry:
-    """One propagated graph aggregator on disk: ``[K+1, N, F]`` in ``dtype``."""
+    """One propagated graph aggregator on disk: ``[K+1, N, F]`` in ``dtype``.
+
+    Attributes:
+        label: the design-space label of the aggregator choice.
+        path: the ``.npy`` file of the hops.
+        k: hops beyond the features.
+        dtype: ``"float32"`` or ``"float16"``.
+        shape: ``(K+1, N, F)``.
+        hop_seconds: wall time of one propagation step over all ``F`` columns (fp32).
+        aggregator: the aggregator's code identity
+            (:func:`~sgap_plugins.core.fingerprint.aggregator_identity`) the hops were
+            propagated with.
+    """
 
     label: str
     path: str
     k: int
     dtype: str
     shape: tuple[int, int, int]
-    hop_seconds: float  # wall time of one propagation step over all F columns (fp32)
+    hop_seconds: float
+    aggregator: str
+
+    def load(self, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+        """The ``[K+1, N, F]`` hops: read into memory when the file fits ``memory_budget``
+        bytes, else memory-mapped (copy-on-write, so the file is never modified).
+
+        Raises:
+            UnsafeCacheError: the file holds pickled objects.
+            ValueError: the file does not hold the ``dtype`` and ``shape`` recorded.
+        """
+        arr = read_array(self.path, mmap=True)
+        if arr.dtype != np.dtype(self.dtype) or arr.shape != self.shape:
+            raise ValueError(
+                f"{self.path} holds {arr.dtype} {list(arr.shape)}, its store metadata records "
+                f"{self.dtype} {list(self.shape)}; delete the store to recompute it"
+            )
+        if arr.nbytes <= memory_budget:
+            arr = np.ascontiguousarray(arr)
+        return torch.from_numpy(arr)
 
 
 class HopStore:
     """Propagated hops of one dataset under several graph aggregators, cached on disk.
+
+    A store is keyed by what determines its contents: the folder by
+    :func:`dataset_fingerprint` (graph structure and weights, features), the file by the
+    aggregator's code identity (class, parameters, distribution version and source hash,
+    :func:`~sgap_plugins.core.fingerprint.aggregator_fingerprint`), so editing a plugin's
+    aggregator or changing the graph recomputes instead of reusing stale hops. Everything is
+    stored as ``.npy`` arrays and JSON; nothing read back is unpickled.
 
     Args:
         root: cache folder; one sub-folder per dataset fingerprint.
@@ -100,45 +193,84 @@ class HopStore:
     ) -> None:
         self.data = data
         self.memory_budget = int(memory_budget)
-        self.dir = Path(root) / dataset_fingerprint(data)
+        self.csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
+        self.dir = Path(root) / dataset_fingerprint(data, self.csr)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._csr: CSRGraph | None = None
 
-    @property
-    def csr(self) -> CSRGraph:
-        if self._csr is None:
-            self._csr = CSRGraph.from_edge_index(self.data.edge_index, self.data.num_nodes)
-        return self._csr
-
-    @staticmethod
-    def _key(choice: AggregatorChoice) -> str:
-        params = json.dumps(dict(choice.params), sort_keys=True)
-        return f"{choice.name}-{hashlib.blake2b(params.encode(), digest_size=6).hexdigest()}"
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.dir)!r})"
 
     def entry(self, choice: AggregatorChoice, k: int) -> StoreEntry:
-        """The store of ``choice`` with at least ``k`` hops, propagated now if missing."""
-        key = self._key(choice)
+        """The store of ``choice`` with at least ``k`` hops, propagated now if missing or
+        stale.
+
+        Raises:
+            UnsafeCacheError: the cached hop file holds pickled objects.
+        """
+        agg = resolve_graph_aggregator(choice.name, **choice.params)
+        key = f"{choice.name}-{aggregator_fingerprint(agg)}"
         meta_path = self.dir / f"{key}.json"
         with FileLock(str(self.dir / f".{key}.lock")):
             stale = None
-            if meta_path.exists():
-                meta = json.loads(meta_path.read_text())
-                stale = Path(meta["path"])
-                if (
-                    meta.pop("version", None) == STORE_VERSION
-                    and meta["k"] >= k
-                    and Path(meta["path"]).exists()
-                ):
-                    return StoreEntry(choice.label, **{**meta, "shape": tuple(meta["shape"])})
-            meta = self._propagate(choice, k, key)
+            cached = self._cached(choice, meta_path)
+            if cached is not None:
+                stale = Path(cached.path)
+                if cached.k >= k and self._intact(cached):
+                    return cached
+            entry = self._propagate(choice, agg, k, key)
+            meta = {
+                "version": STORE_VERSION,
+                "file": Path(entry.path).name,
+                "k": entry.k,
+                "dtype": entry.dtype,
+                "shape": list(entry.shape),
+                "hop_seconds": entry.hop_seconds,
+                "aggregator": entry.aggregator,
+            }
             tmp = meta_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({**meta, "version": STORE_VERSION}))
+            tmp.write_text(json.dumps(meta))
             os.replace(tmp, meta_path)  # the store is valid only once its metadata exists
-            if stale is not None and stale != Path(meta["path"]):
+            if stale is not None and stale != Path(entry.path):
                 stale.unlink(missing_ok=True)  # a store with fewer hops or another dtype
-        return StoreEntry(choice.label, **{**meta, "shape": tuple(meta["shape"])})
+        return entry
 
-    def _propagate(self, choice: AggregatorChoice, k: int, key: str) -> dict[str, Any]:
+    def _cached(self, choice: AggregatorChoice, meta_path: Path) -> StoreEntry | None:
+        """The entry recorded in ``meta_path``, or ``None`` when absent or unreadable (a
+        cache entry that cannot be read is recomputed)."""
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("version") != STORE_VERSION:
+                return None
+            return StoreEntry(
+                label=choice.label,
+                path=str(self.dir / Path(meta["file"]).name),
+                k=int(meta["k"]),
+                dtype=str(meta["dtype"]),
+                shape=tuple(int(v) for v in meta["shape"]),  # type: ignore[arg-type]
+                hop_seconds=float(meta["hop_seconds"]),
+                aggregator=str(meta["aggregator"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def _intact(self, entry: StoreEntry) -> bool:
+        """Whether the hop file exists with the recorded dtype and shape (a pickled file
+        raises :class:`UnsafeCacheError` instead of being silently replaced)."""
+        if not Path(entry.path).is_file():
+            return False
+        try:
+            arr = read_array(entry.path, mmap=True)
+        except UnsafeCacheError:
+            raise
+        except ValueError:
+            return False
+        return arr.dtype == np.dtype(entry.dtype) and arr.shape == entry.shape
+
+    def _propagate(
+        self, choice: AggregatorChoice, agg: GraphAggregator, k: int, key: str
+    ) -> StoreEntry:
         """Propagate with :func:`~sgap_plugins.core.propagation.propagate` (the fused kernels
         when available): in memory when the store fits the budget, else streamed to disk one
         column block at a time within the budget."""
@@ -147,7 +279,6 @@ class HopStore:
         fp16 = (k + 1) * n * f * 4 > self.memory_budget
         dtype = torch.float16 if fp16 else torch.float32
         path = self.dir / f"{key}-k{k}-{'fp16' if fp16 else 'fp32'}.npy"
-        agg = resolve_graph_aggregator(choice.name, **choice.params)
         # Written next to its final name and renamed into place, so that a process still
         # mapping an older store of the same name keeps reading a consistent file.
         tmp_path = path.with_name(path.name + ".tmp.npy")
@@ -156,24 +287,24 @@ class HopStore:
                 self.csr, x, k, agg, dtype=dtype, out=tmp_path, memory_budget=self.memory_budget
             )
             del hops  # unmap
+            os.replace(tmp_path, path)
         else:
-            np.save(tmp_path, propagate(self.csr, x, k, agg, dtype=dtype).numpy())
-        os.replace(tmp_path, path)
-        torch.save(agg.transition(self.csr), self.dir / f"{key}.transition.pt")
-        return {
-            "path": str(path),
-            "k": k,
-            "dtype": "float16" if fp16 else "float32",
-            "shape": [k + 1, n, f],
-            "hop_seconds": self._hop_seconds(agg, x),
-        }
+            _save_array(path, propagate(self.csr, x, k, agg, dtype=dtype))
+        return StoreEntry(
+            label=choice.label,
+            path=str(path),
+            k=k,
+            dtype="float16" if fp16 else "float32",
+            shape=(k + 1, n, f),
+            hop_seconds=self._hop_seconds(agg, x),
+            aggregator=aggregator_identity(agg),
+        )
 
     def _hop_seconds(self, agg: GraphAggregator, x: Tensor, columns: int = 1024) -> float:
         """Seconds of one propagation step ``combine(W m, x)`` over all ``F`` columns with a
-        torch sparse CSR matrix (the primitive post-processing uses in a trial): the fastest
-        of five timed steps on a block of ``columns`` columns, scaled by ``F / columns``
-        (the step is linear in the width; the minimum is robust to other processes on the
-        machine)."""
+        torch sparse CSR matrix: the fastest of five timed steps on a block of ``columns``
+        columns, scaled by ``F / columns`` (the step is linear in the width; the minimum is
+        robust to other processes on the machine)."""
         w = agg.transition(self.csr).to_torch_csr(torch.float32)
         block = x[:, : min(columns, x.size(1))].contiguous()
         times = []
@@ -182,9 +313,6 @@ class HopStore:
             agg.combine(w @ block, block, 1)
             times.append(time.perf_counter() - start)
         return min(times) * x.size(1) / block.size(1)
-
-    def transition_path(self, choice: AggregatorChoice) -> Path:
-        return self.dir / f"{self._key(choice)}.transition.pt"
 
     def build(
         self, choices: Sequence[AggregatorChoice], k: int, progress: bool = False
@@ -199,26 +327,18 @@ class HopStore:
         return entries
 
 
-def load_hops(entry: StoreEntry, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
-    """The ``[K+1, N, F]`` hops of a store: read into memory when the file fits the budget,
-    else memory-mapped (copy-on-write, so the file is never modified)."""
-    arr = np.load(entry.path, mmap_mode="c")
-    if arr.nbytes <= memory_budget:
-        arr = np.ascontiguousarray(arr)
-    return torch.from_numpy(arr)
-
-
 @dataclass
 class TrialContext:
-    """Everything a worker needs to evaluate trials: labels, splits, hop stores and
-    post-processing transitions (loaded lazily, once per worker)."""
+    """Everything a worker needs to evaluate trials: the hop stores, and a folder with the
+    graph (for post-processing; :meth:`CSRGraph.save` format) and the labels and splits
+    (``y.npy``, ``train.npy``, ``val.npy``, ``test.npy``). Loaded lazily, once per worker;
+    only paths travel to the workers."""
 
     entries: dict[str, StoreEntry]
-    transitions: dict[str, str]  # label -> path of a saved transition CSRGraph
-    labels_path: str
+    folder: str
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     _hops: dict[str, Tensor] = field(default_factory=dict, repr=False)
-    _trans: dict[str, CSRGraph] = field(default_factory=dict, repr=False)
+    _graph: CSRGraph | None = field(default=None, repr=False)
     _labels: dict[str, Tensor] | None = field(default=None, repr=False)
 
     @classmethod
@@ -231,64 +351,74 @@ class TrialContext:
         memory_budget: int | None = None,
         progress: bool = False,
     ) -> TrialContext:
-        """Build the stores of ``choices`` (up to ``k`` hops) and save the labels and splits
-        of ``store.data`` under ``folder``."""
+        """Build the stores of ``choices`` (up to ``k`` hops) and save the graph, labels and
+        splits of ``store.data`` under ``folder``."""
         entries = store.build(choices, k, progress)
         data = store.data
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        labels_path = folder / "labels.pt"
-        torch.save(
-            {
-                "y": data.y.long(),
-                "train": data.train_mask.nonzero().flatten(),
-                "val": data.val_mask.nonzero().flatten(),
-                "test": data.test_mask.nonzero().flatten(),
-            },
-            labels_path,
-        )
+        store.csr.save(folder / "graph")
+        arrays = {
+            "y": data.y.long(),
+            "train": data.train_mask.nonzero().flatten(),
+            "val": data.val_mask.nonzero().flatten(),
+            "test": data.test_mask.nonzero().flatten(),
+        }
+        for name, value in arrays.items():
+            _save_array(folder / f"{name}.npy", value)
         return cls(
             entries=entries,
-            transitions={c.label: str(store.transition_path(c)) for c in choices},
-            labels_path=str(labels_path),
+            folder=str(folder),
             memory_budget=store.memory_budget if memory_budget is None else memory_budget,
         )
 
     def __getstate__(self) -> dict[str, Any]:  # ship paths to workers, not tensors
         state = dict(self.__dict__)
-        state.update(_hops={}, _trans={}, _labels=None)
+        state.update(_hops={}, _graph=None, _labels=None)
         return state
 
     def labels(self) -> dict[str, Tensor]:
+        """``{"y": [N] int64, "train"/"val"/"test": node indices}``."""
         if self._labels is None:
-            self._labels = torch.load(self.labels_path)
+            folder = Path(self.folder)
+            labels = {}
+            for name in LABEL_ARRAYS:
+                arr = read_array(folder / f"{name}.npy")
+                if arr.dtype != np.int64 or arr.ndim != 1:
+                    raise ValueError(
+                        f"{folder / f'{name}.npy'} must hold a 1-D int64 array, got {arr.dtype} "
+                        f"{list(arr.shape)}; delete {folder} to rebuild the trial context"
+                    )
+                labels[name] = torch.from_numpy(arr)
+            self._labels = labels
         return self._labels
 
+    def graph(self) -> CSRGraph:
+        """The graph post-processing propagates over."""
+        if self._graph is None:
+            self._graph = CSRGraph.load(Path(self.folder) / "graph")
+        return self._graph
+
     def hops(self, label: str) -> Tensor:
+        """The ``[K+1, N, F]`` hops of the store labelled ``label``."""
         if label not in self._hops:
-            self._hops[label] = load_hops(self.entries[label], self.memory_budget)
+            self._hops[label] = self.entries[label].load(self.memory_budget)
         return self._hops[label]
-
-    def transition(self, label: str) -> CSRGraph:
-        if label not in self._trans:
-            self._trans[label] = torch.load(self.transitions[label], weights_only=False)
-        return self._trans[label]
-
-
-def _accuracy(pred: Tensor, y: Tensor) -> float:
-    return float((pred == y).float().mean()) if y.numel() else float("nan")
 
 
 def evaluate_trial(
-    ctx: TrialContext, config: SGAPConfig, ga_pre: str, ga_post: str, seed: int = 0
+    ctx: TrialContext, config: SGAPConfig, ga_pre: str, seed: int = 0
 ) -> dict[str, Any]:
-    """Train and evaluate one architecture on cached hops.
+    """Train and evaluate one architecture on cached hops, with the trainer's own pipeline
+    (:func:`~sgap_plugins.core.trainer.fit_and_evaluate`: training, inference,
+    :meth:`SGAPModel.postprocess <sgap_plugins.core.model.SGAPModel.postprocess>`), so a
+    trial's accuracies equal those of :func:`~sgap_plugins.core.trainer.run` for the same
+    config and seed.
 
     Args:
         ctx: the trial context.
         config: the architecture and training hyperparameters.
-        ga_pre, ga_post: the space labels of the pre- and post-processing aggregators
-            (they name the stores and transitions).
+        ga_pre: the space label of the pre-processing aggregator (it names the store).
         seed: model initialisation, dropout and batch order.
 
     Returns:
@@ -296,56 +426,37 @@ def evaluate_trial(
         "best_epoch", "epochs_run"}``.
     """
     lab = ctx.labels()
-    y = lab["y"]
     entry = ctx.entries[ga_pre]
     if config.k_pre > entry.k:
         raise ValueError(f"k_pre={config.k_pre} exceeds the {entry.k} cached hops of {ga_pre}")
     hops = ctx.hops(ga_pre)[: config.k_pre + 1]
     n, f = hops.shape[1:]
-    num_classes = int(y.max()) + 1
-    torch.manual_seed(seed)
-    model = SGAPModel(config, f, num_classes)
-    best_epoch, epochs_run, train_s = train_model(model, hops, y, lab["train"], lab["val"], seed)
-
-    start = time.perf_counter()
-    logits = predict(model, hops, predict_batch_size(hops))
-    forward_s = time.perf_counter() - start
-    check_logits(logits, config)
-    start = time.perf_counter()
-    probs = torch.softmax(logits.float(), dim=-1)
-    if config.k_post:
-        agg = resolve_graph_aggregator(config.ga_post, **config.ga_post_params)
-        w = ctx.transition(ga_post).to_torch_csr(torch.float32)
-        p0 = probs
-        for t in range(1, config.k_post + 1):
-            probs = agg.combine(w @ probs, p0, t)
-    post_s = time.perf_counter() - start
-    pred = probs.argmax(-1)
-
-    num_params = sum(p.numel() for p in model.parameters())
-    widths = [model.aggregator.out_dim, num_classes]
+    model, result = fit_and_evaluate(
+        ctx.graph(), hops, lab["y"], lab["train"], lab["val"], lab["test"], config, seed
+    )
+    widths = [model.aggregator.out_dim, model.num_classes]
     if config.k_trans > 1:
         widths.append(config.hidden)
     peak = (
         (config.k_pre + 1) * n * f * 4
-        + num_params * 4
+        + result.num_params * 4
         + n * max(widths) * 4
-        + (3 * n * num_classes * 4 if config.k_post else 0)
+        + (3 * n * model.num_classes * 4 if config.k_post else 0)
     )
-    inference = config.k_pre * entry.hop_seconds + forward_s + post_s
+    inference = config.k_pre * entry.hop_seconds + result.inference_s + result.postprocess_s
     return {
         "objectives": {
-            "val_error": 1.0 - _accuracy(pred[lab["val"]], y[lab["val"]]),
+            "val_error": 1.0 - result.val_acc,
             "inference_time": inference / n,
-            "train_time": train_s,
+            "train_time": result.train_s,
             "peak_memory": float(peak),
-            "params": float(num_params),
+            "params": float(result.num_params),
         },
-        "val_acc": _accuracy(pred[lab["val"]], y[lab["val"]]),
-        "test_acc": _accuracy(pred[lab["test"]], y[lab["test"]]),
-        "train_acc": _accuracy(pred[lab["train"]], y[lab["train"]]),
-        "best_epoch": best_epoch,
-        "epochs_run": epochs_run,
+        "val_acc": result.val_acc,
+        "test_acc": result.test_acc,
+        "train_acc": result.train_acc,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
     }
 
 
@@ -356,18 +467,14 @@ def evaluate_presets(
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate named configs (e.g. the presets) on the same hop stores as a search, for
-    comparison. A config whose aggregators are not among ``choices`` or whose ``k_pre``
-    exceeds the stores is skipped. Returns ``{name: objectives + val_acc + test_acc}``."""
-
-    def label(name: str, params: dict[str, Any]) -> str | None:
-        return next((c.label for c in choices if c.matches(name, params)), None)
-
+    comparison. A config whose pre-processing aggregator is not among ``choices`` or whose
+    ``k_pre`` exceeds the stores is skipped. Returns ``{name: objectives + val_acc + test_acc}``."""
     out: dict[str, dict[str, Any]] = {}
     for name, config in presets.items():
-        pre = label(config.ga_pre, config.ga_pre_params)
-        post = label(config.ga_post, config.ga_post_params) if config.k_post else pre
-        if pre is None or post is None or config.k_pre > ctx.entries[pre].k:
+        matching = (c.label for c in choices if c.matches(config.ga_pre, config.ga_pre_params))
+        pre = next(matching, None)
+        if pre is None or config.k_pre > ctx.entries[pre].k:
             continue
-        r = evaluate_trial(ctx, config, pre, post, seed)
+        r = evaluate_trial(ctx, config, pre, seed)
         out[name] = {**r["objectives"], "val_acc": r["val_acc"], "test_acc": r["test_acc"]}
     return out

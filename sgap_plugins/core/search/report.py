@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .engine import SearchResult
+from .result import SearchResult
 
 UNITS = {
     "val_error": ("val error", 1.0),

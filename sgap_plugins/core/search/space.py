@@ -225,7 +225,8 @@ class DesignSpace:
                 point[key] = int(min(max(round(float(v)), lo), hi))
             elif key in ("ma", "ga_pre", "ga_post"):
                 point[key] = self._labels(key)[int(v)]
-            elif key == "hidden":
+            elif key == "hidden":  # a training key: the space has training ranges
+                assert self.training is not None
                 point[key] = int(self.training.hidden[int(v)])
             else:
                 point[key] = float(v)
@@ -240,6 +241,7 @@ class DesignSpace:
             if key in ("ma", "ga_pre", "ga_post"):
                 vals[key] = [self._labels(key).index(v)]
             elif key == "hidden":
+                assert self.training is not None
                 vals[key] = [list(self.training.hidden).index(v)]
             else:
                 vals[key] = [float(v)]
