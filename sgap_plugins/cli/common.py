@@ -30,13 +30,16 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["alpha=0.1", "add_self_loops=false"]`` → ``{"alpha": 0.1, "add_self_loops": False}``."""
+def parse_params(items: list[str] | None, option: str = "--param") -> dict[str, Any]:
+    """``KEY=VALUE`` arguments of ``option`` as a dict; a value is read as JSON (``true`` /
+    ``false`` in any case), else kept as a string: ``["alpha=0.1", "add_self_loops=false",
+    "ga_pre=ppr"]`` → ``{"alpha": 0.1, "add_self_loops": False, "ga_pre": "ppr"}``."""
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             params[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
         except json.JSONDecodeError:

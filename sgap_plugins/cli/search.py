@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..core.config import PRESETS
 from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
@@ -14,7 +13,7 @@ from ..core.search.engine import DEFAULT_BASE_CONFIG
 from ..core.search.evaluation import evaluate_presets
 from ..core.search.report import front_table, plot_pareto, write_pareto_json, write_trials_csv
 from ..datasets import cache_dir, load_dataset
-from .common import add_dataset_args
+from .common import add_dataset_args, parse_params
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -81,20 +80,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = json.loads(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    budgets = {k: float(v) for k, v in _pairs(args.budget, "--budget").items()}
-    base = DEFAULT_BASE_CONFIG.replace(**_pairs(args.train, "--train"))
+    budgets = {}
+    for name, bound in parse_params(args.budget, "--budget").items():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise ValueError(f"--budget {name}={bound!r}: MAX must be a number")
+        budgets[name] = float(bound)
+    base = DEFAULT_BASE_CONFIG.replace(**parse_params(args.train, "--train"))
     space = DesignSpace.paper(
         extra_graph_aggregators=args.extra_graph_aggregator,
         extra_message_aggregators=args.extra_message_aggregator,
