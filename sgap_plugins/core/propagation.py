@@ -13,13 +13,19 @@ Three ways to the same numbers:
   the identity or PageRank's, one kernel call per hop plus the Python ``combine`` otherwise;
 * the **reference path** (:func:`propagate_reference`): plain ``torch.sparse``; used when the
   kernels are unavailable (see :func:`sgap_plugins.ops.info`), for float64, and in tests.
+
+With ``rows=``, ``out=`` or features given as a numpy array (e.g. a memory-mapped ``.npy``),
+:class:`ColumnBlocks` runs any of the three one hop at a time over fp32 column blocks of
+every node, keeping only the selected rows of each hop: the memory is a few ``[N, block]``
+buffers whose width comes from ``memory_budget``, never a copy of ``x`` or of a whole hop.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,23 +68,37 @@ def check_features(x: Any, num_nodes: int, name: str = "x") -> Tensor:
     """Validate a node feature matrix ``[N, F]``: floating dtype, ``N`` rows, finite."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [N, F], got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating point tensor, got dtype {x.dtype}; use {name}.float()"
-        )
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape [num_nodes, F], got {list(x.shape)}")
-    if x.size(0) != num_nodes:
-        raise ValueError(
-            f"{name} has {x.size(0)} rows but the graph has num_nodes={num_nodes}; "
-            "pass one feature row per node"
-        )
+    _check_feature_layout(x, num_nodes, name)
     if x.numel() and not _all_finite(x):
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise ValueError(
             f"{name} contains NaN or inf in {bad} row(s); impute or drop them before propagating"
         )
     return x
+
+
+NUMPY_FEATURE_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def _check_feature_layout(x: Tensor | np.ndarray, num_nodes: int, name: str = "x") -> None:
+    """Dtype and shape of ``[N, F]`` features, a tensor or a numpy array (nothing is read)."""
+    if isinstance(x, Tensor):
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{name} must be a floating point tensor, got dtype {x.dtype}; use {name}.float()"
+            )
+    elif x.dtype.type not in NUMPY_FEATURE_DTYPES:
+        raise TypeError(
+            f"{name} must be a float16, float32 or float64 array, got dtype {x.dtype}; "
+            f"convert it with {name}.astype(np.float32) (or save the .npy as float32)"
+        )
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape [num_nodes, F], got {list(x.shape)}")
+    if x.shape[0] != num_nodes:
+        raise ValueError(
+            f"{name} has {x.shape[0]} rows but the graph has num_nodes={num_nodes}; "
+            "pass one feature row per node"
+        )
 
 
 def _all_finite(x: Tensor, chunk_bytes: int = 2**26) -> bool:
@@ -103,21 +123,72 @@ def check_hops(k: Any, name: str = "k") -> int:
     return int(k)
 
 
+def check_rows(rows: Any, num_nodes: int, name: str = "rows") -> Tensor:
+    """Validate selected node ids: 1-D integers in ``[0, N)``, each at most once. Returns an
+    ``int64`` CPU tensor (sharing memory with a writable ``int64`` input)."""
+    if isinstance(rows, Tensor):
+        if rows.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must hold node ids, got a boolean mask; pass mask.nonzero().flatten()"
+            )
+        if rows.is_floating_point() or rows.is_complex():
+            raise TypeError(f"{name} must hold integer node ids, got dtype {rows.dtype}")
+        ids = rows.detach().to("cpu", torch.int64)
+    elif isinstance(rows, (np.ndarray, Sequence)) and not isinstance(rows, (str, bytes)):
+        arr = np.asarray(rows)
+        if arr.dtype == np.bool_:
+            raise TypeError(
+                f"{name} must hold node ids, got a boolean mask; pass np.flatnonzero(mask)"
+            )
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer node ids, got dtype {arr.dtype}")
+        if arr.dtype != np.int64 or not arr.flags.writeable or not arr.flags.c_contiguous:
+            arr = np.array(arr, dtype=np.int64)  # torch cannot share read-only memory
+        ids = torch.from_numpy(arr)
+    else:
+        raise TypeError(
+            f"{name} must be a 1-D integer tensor or numpy array of node ids, "
+            f"got {type(rows).__name__}"
+        )
+    if ids.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (one node id per row), got shape {list(ids.shape)}")
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= num_nodes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"{name} contains node id {bad} but the graph has num_nodes={num_nodes}; "
+                f"pass ids in [0, {num_nodes})"
+            )
+        seen = torch.zeros(num_nodes, dtype=torch.bool)
+        seen[ids] = True
+        unique = int(seen.sum())
+        if unique != ids.numel():
+            ordered = ids.sort().values
+            repeated = ordered[1:][ordered[1:] == ordered[:-1]].unique()
+            raise ValueError(
+                f"{name} repeats {repeated.numel()} node id(s) (e.g. {repeated[:5].tolist()}); "
+                f"pass each node once (np.unique({name}) if the order does not matter)"
+            )
+    return ids
+
+
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 REORDERINGS = (None, "degree", "rcm")
 DEFAULT_MEMORY_BUDGET = 2**30
-# Rows of one hop mapped at a time while a column block is written to the out-of-core file.
-_WINDOW_BYTES = 64 * 2**20
+# Temporaries of row-chunked copies (gathers, finiteness scans) stay near this size.
+_CHUNK_BYTES = 16 * 2**20
 
 
 def propagate(
     graph: Any,
-    x: Tensor,
+    x: Tensor | np.ndarray,
     k: int,
     aggregator: str | GraphAggregator = "aug_na",
     *,
     num_nodes: int | None = None,
     edge_weight: Tensor | None = None,
+    rows: Tensor | np.ndarray | Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
     out: str | os.PathLike | None = None,
     memory_budget: int | None = None,
@@ -133,49 +204,97 @@ def propagate(
     Args:
         graph: a :class:`CSRGraph`, an ``edge_index`` ``[2, E]`` (source → destination), a
             scipy sparse matrix, or a framework graph (PyG ``Data``, DGL ``DGLGraph``).
-        x: node features ``[N, F]`` (on the CPU or a GPU).
+        x: node features ``[N, F]``: a tensor (on the CPU or a GPU) or a numpy array, e.g.
+            ``np.load(path, mmap_mode="r")`` (fp16/fp32/fp64), read one column block at a
+            time.
         k: number of hops, ``0 ≤ k ≤ 64``.
         aggregator: registry name (``"aug_na"``, ``"ppr"``, ``"triangle"``, or a plugin's) or
             a :class:`GraphAggregator` instance.
         num_nodes: ``N`` for an ``edge_index`` graph (default: ``x.size(0)``).
         edge_weight: optional ``[E]`` weights for an ``edge_index`` or framework graph.
+        rows: node ids ``[R]`` (1-D, distinct, any order): keep the hops of these nodes only,
+            ``out[:, i] = M[:, rows[i]]``. Every hop is still computed for all nodes (in fp32
+            column blocks), so the result equals slicing the full one bit for bit.
         dtype: storage dtype of the output (default: ``x``'s); accumulation is in at least
             fp32, so ``torch.bfloat16``/``torch.float16`` halve the hop tensor's memory.
-        out: a path: stream the hops into a ``.npy`` file (``[k+1, N, F]``) one column block
+        out: a path: stream the hops into a ``.npy`` file (``[k+1, R, F]``) one column block
             at a time instead of RAM, and return a tensor memory-mapped onto it. Needs a
             column-separable ``combine`` (all built-ins are) and a numpy dtype (not bf16).
-        memory_budget: bytes of RAM the out-of-core mode may use beyond the graph
-            (default 1 GiB); the column block is as wide as the budget allows.
+            :func:`sgap_plugins.core.hop_folder.precompute` adds a manifest and resuming.
+        memory_budget: bytes of working memory of the column-block mode (``rows=``, ``out=``
+            or a numpy ``x``; default 1 GiB): the block is as wide as ``2`` (``3`` for
+            ``ppr`` and plugin ``combine``) fp32 buffers ``[N, block]`` that fit in it.
         reorder: ``"degree"`` or ``"rcm"`` renumbers nodes for cache locality inside the
             kernels (undone on output; the result is unchanged), ``None`` keeps the order.
         **params: aggregator parameters, e.g. ``r=0.5`` or ``alpha=0.1``.
 
     Returns:
-        One contiguous tensor ``[k+1, N, F]``; ``out[0]`` is ``x``.
+        One contiguous tensor ``[k+1, N, F]`` (``[k+1, R, F]`` with ``rows``); ``out[0]`` is
+        ``x`` (its selected rows).
     """
-    k = check_hops(k)
-    agg = resolve_graph_aggregator(aggregator, **params)
-    if isinstance(graph, Tensor) and num_nodes is None and isinstance(x, Tensor) and x.dim() == 2:
-        num_nodes = x.size(0)
-    csr = as_csr_graph(graph, num_nodes, edge_weight)
-    x = check_features(x, csr.num_nodes)
-    out_dtype = check_dtype(dtype, x)
-    reorder = check_reorder(reorder)
-    if out is not None:
-        budget = check_memory_budget(memory_budget)
-        if not isinstance(out, (str, os.PathLike)):
-            raise TypeError(f"out must be a file path or None, got {type(out).__name__}")
-        if out_dtype == torch.bfloat16:
+    streamed = out is not None or rows is not None or not isinstance(x, Tensor)
+    if not streamed:
+        if memory_budget is not None:
             raise ValueError(
-                "out=PATH writes a .npy file and numpy has no bfloat16; pass "
-                "dtype=torch.float16 or torch.float32"
+                "memory_budget bounds the column-block mode only; pass out=PATH or rows=idx"
             )
-    elif memory_budget is not None:
-        raise ValueError("memory_budget applies to the out-of-core mode only; pass out=PATH")
-    plan = _Plan.build(csr, agg, x, out_dtype, reorder)
-    if out is None:
+        k = check_hops(k)
+        agg = resolve_graph_aggregator(aggregator, **params)
+        if isinstance(graph, Tensor) and num_nodes is None and x.ndim == 2:
+            num_nodes = x.shape[0]
+        csr = as_csr_graph(graph, num_nodes, edge_weight)
+        x = check_features(x, csr.num_nodes)
+        out_dtype = check_dtype(dtype, x.dtype)
+        plan = _Plan.build(csr, agg, x, out_dtype, check_reorder(reorder))
         return plan.run(x, k, out_dtype)
-    return _propagate_to_file(plan, x, k, out_dtype, out, budget)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a file path or None, got {type(out).__name__}")
+    blocks = ColumnBlocks.prepare(
+        graph,
+        x,
+        k,
+        aggregator,
+        num_nodes=num_nodes,
+        edge_weight=edge_weight,
+        rows=rows,
+        dtype=dtype,
+        memory_budget=memory_budget,
+        reorder=reorder,
+        npy=out is not None,
+        **params,
+    )
+    if out is None:
+        target = torch.empty(blocks.shape, dtype=blocks.dtype, device=blocks.device)
+        for c0, c1 in blocks.spans:
+            blocks.run(c0, c1, target)
+        return target
+    path = os.fspath(out)
+    np_dtype = numpy_dtype(blocks.dtype)
+    if 0 in blocks.shape:  # nothing to stream (and nothing to memory-map)
+        np.save(path, np.empty(blocks.shape, dtype=np_dtype))
+        return torch.from_numpy(np.load(path))
+    mapped = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=blocks.shape)
+    target = torch.from_numpy(mapped)
+    for c0, c1 in blocks.spans:
+        blocks.run(c0, c1, target)
+    mapped.flush()
+    del target, mapped
+    return torch.from_numpy(np.load(path, mmap_mode="r+"))
+
+
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype of a torch dtype (``ValueError`` for bfloat16, which numpy lacks)."""
+    if dtype == torch.bfloat16:
+        raise ValueError(
+            "a .npy file cannot hold bfloat16 (numpy has no such dtype); pass "
+            "dtype=torch.float16 or torch.float32"
+        )
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """The torch dtype of a numpy dtype."""
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 
 
 def propagate_csr(
@@ -219,9 +338,9 @@ def propagate_reference(
     return out
 
 
-def check_dtype(dtype: Any, x: Tensor) -> torch.dtype:
+def check_dtype(dtype: Any, default: torch.dtype) -> torch.dtype:
     if dtype is None:
-        return x.dtype
+        return default
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(
             f"dtype must be a floating torch.dtype (torch.float32, torch.bfloat16, "
@@ -250,6 +369,11 @@ def _kernels_usable(x: Tensor, out_dtype: torch.dtype) -> bool:
     return ops.available(x.device)
 
 
+def _needs_x0(agg: GraphAggregator) -> bool:
+    """Whether ``combine`` reads the hop-0 message (PageRank's teleport, plugin rules)."""
+    return type(agg).combine is not GraphAggregator.combine
+
+
 @dataclass
 class _Plan:
     """How one propagation runs: kernel arguments (``use_kernels``) or the reference."""
@@ -267,6 +391,7 @@ class _Plan:
     self_loops: bool = False
     keep_empty: bool = False
     per_hop: bool = False  # plugin combine: one kernel call per hop, combine in Python
+    _sparse: dict[tuple[torch.dtype, torch.device], Tensor] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -277,11 +402,19 @@ class _Plan:
         out_dtype: torch.dtype,
         reorder: str | None,
     ) -> _Plan:
-        fusable = csr.weight is None and (
-            (type(agg) is AugNormAdj) or (type(agg) is PersonalizedPageRank)
-        )
-        if not (fusable and _kernels_usable(x, out_dtype)):
-            return cls.generic(agg.transition(csr), agg, x, out_dtype, reorder)
+        if (
+            csr.weight is None
+            and isinstance(agg, (AugNormAdj, PersonalizedPageRank))
+            and type(agg) in (AugNormAdj, PersonalizedPageRank)  # a subclass may change the rule
+            and _kernels_usable(x, out_dtype)
+        ):
+            return cls.fused(csr, agg, reorder)
+        return cls.generic(agg.transition(csr), agg, x, out_dtype, reorder)
+
+    @classmethod
+    def fused(
+        cls, csr: CSRGraph, agg: AugNormAdj | PersonalizedPageRank, reorder: str | None
+    ) -> _Plan:
         # Ã = A + I implicitly: the kernel adds the missing self loops itself.
         r, alpha = (agg.r, 0.0) if isinstance(agg, AugNormAdj) else (0.5, agg.alpha)
         deg = ops.unweighted_degree(csr.rowptr, csr.col, agg.add_self_loops)
@@ -313,7 +446,7 @@ class _Plan:
         combine = type(agg).combine
         alpha, per_hop = 0.0, False
         if combine is PersonalizedPageRank.combine:
-            alpha = agg.alpha
+            alpha = cast(PersonalizedPageRank, agg).alpha
         elif combine is not GraphAggregator.combine:
             per_hop = True
         plan = cls(
@@ -330,7 +463,7 @@ class _Plan:
 
     def reordered(self, method: str | None) -> _Plan:
         """Renumber nodes for locality; ``node_map`` makes the kernel undo it on output."""
-        if method is None or self.rowptr is None or self.rowptr.numel() <= 1:
+        if method is None or self.rowptr is None or self.col is None or self.rowptr.numel() <= 1:
             return self
         n = self.rowptr.numel() - 1
         perm, permuted = ops.kernels.locality_order(self.rowptr, self.col, n, method)
@@ -347,11 +480,13 @@ class _Plan:
     def run(self, x: Tensor, k: int, out_dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
         """All hops of ``x`` (``[N, F]``) into ``out`` (allocated when ``None``)."""
         if not self.use_kernels:
+            assert self.transition is not None
             result = propagate_reference(self.transition, self.agg, x, k, out_dtype)
             if out is None:
                 return result
             out.copy_(result)
             return out
+        assert self.rowptr is not None and self.col is not None
         if out is None:
             out = torch.empty((k + 1, *x.shape), dtype=out_dtype, device=x.device)
         if self.per_hop:
@@ -371,6 +506,7 @@ class _Plan:
         )
 
     def _run_per_hop(self, x: Tensor, k: int, out: Tensor) -> Tensor:
+        assert self.rowptr is not None and self.col is not None
         out[0] = x
         m0 = x.float()
         prev = m0
@@ -383,54 +519,247 @@ class _Plan:
             out[t] = prev
         return out
 
+    def step(self, prev: Tensor, cur: Tensor, x0: Tensor, t: int) -> None:
+        """Hop ``t`` of a column block in working order: ``cur = combine(W prev, x0, t)``.
 
-def _propagate_to_file(
-    plan: _Plan, x: Tensor, k: int, out_dtype: torch.dtype, path: Any, budget: int
-) -> Tensor:
-    """Out-of-core: compute a block of columns at a time (all hops of it in RAM, within the
-    budget) and write it into a ``.npy`` memory map through short-lived row windows, so
-    resident memory stays at the graph plus one block."""
-    n, f = x.shape
-    path = os.fspath(path)
-    if n == 0 or f == 0:  # nothing to stream (and nothing to memory-map)
-        np.save(path, np.empty((k + 1, n, f), dtype=torch.empty((), dtype=out_dtype).numpy().dtype))
-        return torch.from_numpy(np.load(path))
-    itemsize = torch.empty((), dtype=out_dtype).element_size()
-    # An eighth of the budget for the mapped row window (every page of it is touched), the
-    # rest for the staged hops of one block plus the kernel's two fp32 working columns.
-    window_rows = max(1, min(_WINDOW_BYTES, budget // 8) // max(1, f * itemsize))
-    per_column = n * ((k + 1) * itemsize + 8)
-    budget -= window_rows * f * itemsize
-    if per_column > budget:
-        raise ValueError(
-            f"memory_budget={budget} bytes is below one column block: N={n}, k={k} need at "
-            f"least {per_column} bytes"
+        The numbers of every column are those :meth:`run` computes for it (same kernel, same
+        per-row summation order, the same ``combine``), whatever the block's width.
+        """
+        if not self.use_kernels:
+            assert self.transition is not None
+            key = (prev.dtype, prev.device)
+            if key not in self._sparse:
+                self._sparse[key] = self.transition.to_torch_csr(prev.dtype).to(prev.device)
+            cur.copy_(self.agg.combine(self._sparse[key] @ prev, x0, t))
+            return
+        assert self.rowptr is not None and self.col is not None
+        ops.kernels.propagate_step(
+            self.rowptr,
+            self.col,
+            prev,
+            cur,
+            x0=x0 if self.alpha else None,
+            weight=self.weight,
+            row_scale=self.row_scale,
+            col_scale=self.col_scale,
+            alpha=self.alpha,
+            self_loops=self.self_loops,
+            keep_empty=self.keep_empty,
         )
-    width = min(f, budget // per_column)
-    if width >= 16:
-        width -= width % 16  # whole 64-byte fp32 lines per gathered row
-    np_dtype = torch.empty((), dtype=out_dtype).numpy().dtype
-    header = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=(k + 1, n, f))
-    offset = header.offset
-    del header
-    # One staging buffer for all blocks: a fresh one per block could double the peak through
-    # allocator reuse patterns.
-    staging = torch.empty((k + 1, n, width), dtype=out_dtype, device=x.device)
-    for c0 in range(0, f, width):
-        c1 = min(f, c0 + width)
-        block = plan.run(x[:, c0:c1], k, out_dtype, out=staging[:, :, : c1 - c0]).cpu()
-        for t in range(k + 1):
-            for r0 in range(0, n, window_rows):
-                r1 = min(n, r0 + window_rows)
-                window = np.memmap(
-                    path,
-                    dtype=np_dtype,
-                    mode="r+",
-                    offset=offset + (t * n + r0) * f * itemsize,
-                    shape=(r1 - r0, f),
-                )
-                window[:, c0:c1] = block[t, r0:r1].numpy()
-                del window  # unmap: written pages leave this process's RSS
-        del block
-    del staging
-    return torch.from_numpy(np.load(path, mmap_mode="r+"))
+        if self.per_hop:
+            cur.copy_(self.agg.combine(cur.clone(), x0, t))
+
+
+@dataclass
+class ColumnBlocks:
+    """Propagation one fp32 column block and one hop at a time, keeping selected rows.
+
+    For a block of columns ``[c0, c1)`` of ``x`` (read from a tensor or a numpy array, e.g. a
+    memory-mapped ``.npy``, and checked for NaN/inf), hop ``t`` of **all** nodes is computed
+    from hop ``t-1`` by :meth:`_Plan.step` in fp32 working buffers ``[N, c1-c0]`` (two, or
+    three when ``combine`` reads ``m^0``), and rows ``rows`` of it are written to
+    ``out[t, :, c0:c1]``. Working memory is those buffers plus fixed-size chunks; the block
+    width comes from the memory budget and the shapes only, so every run of the same problem
+    has the same blocks (what resuming a killed run relies on).
+
+    Build with :meth:`prepare`; :attr:`spans` lists the blocks, :meth:`run` computes one.
+    """
+
+    plan: _Plan
+    x: Tensor | np.ndarray
+    k: int
+    dtype: torch.dtype  # storage dtype of the hops
+    compute: torch.dtype  # float32, or float64 for float64 features
+    rows: Tensor | None  # selected node ids (None: all nodes, in order)
+    width: int
+    device: torch.device
+    num_buffers: int
+    _gather: Tensor | None = None  # working-order indices of the kept rows
+    _order: Tensor | None = None  # node of each working row (reordering), else None
+    _buffers: Tensor | None = None
+
+    @classmethod
+    def prepare(
+        cls,
+        graph: Any,
+        x: Tensor | np.ndarray,
+        k: int,
+        aggregator: str | GraphAggregator = "aug_na",
+        *,
+        num_nodes: int | None = None,
+        edge_weight: Tensor | None = None,
+        rows: Any = None,
+        dtype: torch.dtype | None = None,
+        memory_budget: int | None = None,
+        reorder: str | None = None,
+        npy: bool = False,
+        **params: Any,
+    ) -> ColumnBlocks:
+        """Validate everything (cheaply: ``x`` is checked for NaN/inf block by block as it is
+        read) and choose the block width. ``npy``: the hops go to a ``.npy`` file, so their
+        dtype must exist in numpy."""
+        k = check_hops(k)
+        agg = resolve_graph_aggregator(aggregator, **params)
+        if not isinstance(x, (Tensor, np.ndarray)):
+            raise TypeError(
+                "x must be a torch.Tensor or a numpy array of shape [N, F] (a .npy file opens "
+                f"with np.load(path, mmap_mode='r')), got {type(x).__name__}"
+            )
+        if isinstance(graph, Tensor) and num_nodes is None and x.ndim == 2:
+            num_nodes = x.shape[0]
+        csr = as_csr_graph(graph, num_nodes, edge_weight)
+        n = csr.num_nodes
+        _check_feature_layout(x, n)
+        in_dtype = x.dtype if isinstance(x, Tensor) else torch_dtype(x.dtype)
+        out_dtype = check_dtype(dtype, in_dtype)
+        if npy:
+            numpy_dtype(out_dtype)
+        budget = check_memory_budget(memory_budget)
+        ids = None if rows is None else check_rows(rows, n)
+        device = x.device if isinstance(x, Tensor) else torch.device("cpu")
+        compute = torch.float64 if in_dtype == torch.float64 else torch.float32
+        probe = torch.empty(0, dtype=compute, device=device)
+        plan = _Plan.build(csr, agg, probe, out_dtype, check_reorder(reorder))
+        num_buffers = 3 if _needs_x0(agg) else 2
+        f = x.shape[1]
+        per_column = n * num_buffers * probe.element_size()
+        if per_column > budget:
+            raise ValueError(
+                f"memory_budget={budget} bytes is below one column block: N={n} nodes need "
+                f"{num_buffers} {compute} buffers of N values per column, at least "
+                f"{per_column} bytes; raise memory_budget (the CLI's --memory-budget) to "
+                f"{per_column} or more"
+            )
+        width = max(1, min(f, budget // max(1, per_column)))
+        if width >= 16 and width < f:
+            width -= width % 16  # whole 64-byte fp32 lines per gathered row
+        order = plan.node_map
+        gather = ids
+        if order is not None:  # working row v is node order[v]: gather through the inverse
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(n)
+            gather = inverse if ids is None else inverse[ids]
+        return cls(
+            plan=plan,
+            x=x,
+            k=k,
+            dtype=out_dtype,
+            compute=compute,
+            rows=ids,
+            width=width,
+            device=device,
+            num_buffers=num_buffers,
+            _gather=None if gather is None else gather.to(device),
+            _order=order,
+        )
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def num_rows(self) -> int:
+        return self.num_nodes if self.rows is None else int(self.rows.numel())
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(k+1, R, F)`` of the hops."""
+        return (self.k + 1, self.num_rows, self.num_features)
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """The column blocks ``[(c0, c1), …]``, left to right."""
+        f, w = self.num_features, self.width
+        return [(c0, min(f, c0 + w)) for c0 in range(0, f, w)]
+
+    @property
+    def working_bytes(self) -> int:
+        """Bytes of the fp32 (fp64) working buffers."""
+        itemsize = torch.empty((), dtype=self.compute).element_size()
+        return self.num_buffers * self.num_nodes * self.width * itemsize
+
+    def run(
+        self, c0: int, c1: int, out: Tensor, on_hop: Callable[[int], None] | None = None
+    ) -> None:
+        """Hops ``0..k`` of columns ``[c0, c1)`` into ``out[:, :, c0:c1]`` (``out`` is
+        ``[k+1, R, F]``, e.g. mapped onto a ``.npy``); ``on_hop(t)`` after each hop."""
+        n, w = self.num_nodes, c1 - c0
+        if n == 0 or w == 0:
+            return
+        if self._buffers is None:  # allocated once, reused by every block
+            self._buffers = torch.empty(
+                (self.num_buffers, n, self.width), dtype=self.compute, device=self.device
+            )
+        bufs = [b[:, :w] for b in self._buffers]
+        x0 = bufs[0]
+        self._load(c0, c1, x0)
+        self._emit(out[0, :, c0:c1], x0)
+        if on_hop is not None:
+            on_hop(0)
+        # x0 stays intact while combine needs it; otherwise its buffer is reused.
+        free = bufs[1:] if self.num_buffers == 3 else bufs[:]
+        prev = x0
+        for t in range(1, self.k + 1):
+            cur = free[t % 2] if self.num_buffers == 3 else free[t % 2]
+            if cur is prev:
+                cur = free[(t + 1) % 2]
+            self.plan.step(prev, cur, x0, t)
+            self._emit(out[t, :, c0:c1], cur)
+            prev = cur
+            if on_hop is not None:
+                on_hop(t)
+
+    def _chunk_rows(self, width: int) -> int:
+        return max(1, _CHUNK_BYTES // max(1, width * 4))
+
+    def _load(self, c0: int, c1: int, into: Tensor) -> None:
+        """``into[v] = x[order[v], c0:c1]`` converted to the compute dtype, then checked."""
+        n, order, x = self.num_nodes, self._order, self.x
+        step = self._chunk_rows(c1 - c0)
+        if isinstance(x, Tensor):
+            if order is None:
+                into.copy_(x[:, c0:c1])
+            else:
+                for i in range(0, n, step):
+                    idx = order[i : i + step].to(x.device)
+                    into[i : i + step].copy_(x[:, c0:c1].index_select(0, idx))
+        else:
+            dst = into.numpy()
+            for i in range(0, n, step):  # chunks: fancy indexing copies what it selects
+                src = x[i : i + step, c0:c1] if order is None else x[order[i : i + step], c0:c1]
+                np.copyto(dst[i : i + step], src, casting="unsafe")
+        if not _all_finite(into):
+            self._raise_not_finite(into, c0)
+
+    def _raise_not_finite(self, block: Tensor, c0: int) -> None:
+        bad_rows: list[Tensor] = []
+        bad_cols = torch.zeros(block.size(1), dtype=torch.bool, device=block.device)
+        step = self._chunk_rows(block.size(1))
+        for i in range(0, block.size(0), step):
+            mask = ~torch.isfinite(block[i : i + step])
+            bad_rows.append(mask.any(dim=1).nonzero().flatten() + i)
+            bad_cols |= mask.any(dim=0)
+        working = torch.cat(bad_rows).cpu()
+        nodes = working if self._order is None else self._order[working]
+        cols = (bad_cols.nonzero().flatten() + c0).cpu()
+        raise ValueError(
+            f"x contains NaN or inf in {nodes.numel()} row(s) of columns "
+            f"{c0}..{c0 + block.size(1) - 1}"
+            f" (rows {nodes[:5].tolist()}{' …' if nodes.numel() > 5 else ''}, columns "
+            f"{cols[:5].tolist()}{' …' if cols.numel() > 5 else ''}); impute or drop them "
+            "before propagating"
+        )
+
+    def _emit(self, dst: Tensor, hop: Tensor) -> None:
+        """``dst[i] = hop[gather[i]]`` (all rows without selection), cast to the storage
+        dtype, in row chunks so the gathered copy stays small."""
+        if self._gather is None:
+            dst.copy_(hop)
+            return
+        step = self._chunk_rows(hop.size(1))
+        for i in range(0, self._gather.numel(), step):
+            dst[i : i + step].copy_(hop.index_select(0, self._gather[i : i + step]))

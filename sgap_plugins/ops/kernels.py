@@ -93,6 +93,54 @@ def propagate_hops(
     return out
 
 
+def propagate_step(
+    rowptr: Tensor,
+    col: Tensor,
+    prev: Tensor,
+    cur: Tensor,
+    *,
+    x0: Tensor | None = None,
+    weight: Tensor | None = None,
+    row_scale: Tensor | None = None,
+    col_scale: Tensor | None = None,
+    alpha: float = 0.0,
+    self_loops: bool = False,
+    keep_empty: bool = False,
+    block: int | None = None,
+) -> Tensor:
+    """One hop of :func:`propagate_hops`' rule, ``prev`` → ``cur`` (both fp32 ``[N, F]`` with
+    unit column stride, not aliased), with the teleport term read from ``x0``:
+
+    .. math::
+        \\mathrm{cur}_v = (1-\\alpha)\\, r_v \\Big(\\sum_{e=(v,u)} w_e c_u \\mathrm{prev}_u
+                + [\\text{self\\_loops} \\wedge (v,v)\\notin E]\\, c_v \\mathrm{prev}_v\\Big)
+                + \\alpha\\, x0_v
+
+    The caller owns the buffers (no allocation of ``[N, F]`` size here), so column blocks can
+    be streamed from disk and hops reduced to selected rows between steps. Each column's
+    numbers are bit-identical to :func:`propagate_hops`' for the same column, whatever the
+    width of ``prev``: the same per-row loop in the same order.
+    """
+    device = prev.device
+    if block is None:
+        block = auto_block(prev.size(0), prev.size(1)) if device.type == "cpu" else 0
+    _ops().propagate_step(
+        _on(rowptr, device),
+        _on(col, device),
+        _on(weight, device),
+        _on(row_scale, device),
+        _on(col_scale, device),
+        prev,
+        x0,
+        cur,
+        float(alpha),
+        bool(self_loops),
+        bool(keep_empty),
+        int(block),
+    )
+    return cur
+
+
 def unweighted_degree(rowptr: Tensor, col: Tensor, self_loops: bool) -> Tensor:
     """``d_v`` = stored entries of row ``v`` plus one when ``self_loops`` and row ``v`` has no
     stored self loop (the degree of ``Ã = A + I`` of an unweighted graph); fp32 ``[N]``."""

@@ -13,6 +13,10 @@
 // working buffers [N, block] (previous and current hop), so accumulation is always fp32 and
 // the gathered rows of one block stay dense in cache (fp32 output in node order needs no
 // buffers: hop t-1 is read from out[t-1]).
+//
+// propagate_step computes one hop prev -> cur of the same rule (node order, no node_map),
+// with the teleport term read from x0: the caller owns the buffers, so it can stream
+// column blocks from disk and keep only selected rows of each hop.
 #include "sgap_ops.h"
 
 #include <ATen/Parallel.h>
@@ -98,6 +102,28 @@ void hop_rows(const Problem& pb, const index_t* __restrict__ col, const float* _
   }
 }
 
+// hop_rows with the block width fixed at compile time for the common widths.
+template <typename index_t, typename out_t>
+void hop_rows_any(const Problem& pb, const index_t* col, const float* prev, int64_t ld, float* cur,
+                  out_t* out_hop, int64_t c0, int64_t nb, int64_t rb, int64_t re) {
+  switch (nb) {
+    case 16:
+      hop_rows<16, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
+    case 32:
+      hop_rows<32, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
+    case 64:
+      hop_rows<64, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
+    case 128:
+      hop_rows<128, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
+    default:
+      hop_rows<0, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+  }
+}
+
 template <typename index_t, typename out_t>
 void run_cpu(const Problem& pb, const index_t* col, out_t* out) {
   const int64_t n = pb.n;
@@ -133,27 +159,44 @@ void run_cpu(const Problem& pb, const index_t* col, out_t* out) {
                                 : prev;
       const int64_t ld = direct ? pb.ldo : nb;
       at::parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
-        const int64_t rb = chunks[b], re = chunks[e];
-        switch (nb) {
-          case 16:
-            hop_rows<16, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
-            break;
-          case 32:
-            hop_rows<32, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
-            break;
-          case 64:
-            hop_rows<64, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
-            break;
-          case 128:
-            hop_rows<128, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
-            break;
-          default:
-            hop_rows<0, index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, rb, re);
-        }
+        hop_rows_any<index_t, out_t>(pb, col, src, ld, cur, out_hop, c0, nb, chunks[b],
+                                     chunks[e]);
       });
       if (!direct) std::swap(prev, cur);
     }
   }
+}
+
+// One hop of every row, prev -> cur, in column blocks of pb.block: the same hop_rows as
+// run_cpu, so a column's numbers do not depend on how the caller splits the columns.
+template <typename index_t>
+void step_cpu(const Problem& pb, const index_t* col, const float* prev, int64_t ldp, float* cur) {
+  const int64_t block = std::min<int64_t>(pb.block, pb.f);
+  const auto chunks =
+      balanced_chunks(pb.rowptr, pb.n, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  const int64_t nchunks = static_cast<int64_t>(chunks.size()) - 1;
+  for (int64_t c0 = 0; c0 < pb.f; c0 += block) {
+    const int64_t nb = std::min(block, pb.f - c0);
+    at::parallel_for(0, nchunks, 1, [&](int64_t b, int64_t e) {
+      hop_rows_any<index_t, float>(pb, col, prev + c0, ldp, nullptr, cur, c0, nb, chunks[b],
+                                   chunks[e]);
+    });
+  }
+}
+
+void propagate_step_cpu(const at::Tensor& rowptr, const at::Tensor& col,
+                        const c10::optional<at::Tensor>& weight,
+                        const c10::optional<at::Tensor>& row_scale,
+                        const c10::optional<at::Tensor>& col_scale, const at::Tensor& prev,
+                        const c10::optional<at::Tensor>& x0, const at::Tensor& cur,
+                        double alpha, bool self_loops, bool keep_empty, int64_t block) {
+  Problem pb = make_step_problem(rowptr, col, weight, row_scale, col_scale, prev, x0, cur, alpha,
+                                 self_loops, keep_empty, block, kMaxBlock);
+  if (pb.n == 0 || pb.f == 0) return;
+  AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "sgap_step", [&] {
+    step_cpu<index_t>(pb, col.data_ptr<index_t>(), prev.data_ptr<float>(), prev.stride(0),
+                      cur.data_ptr<float>());
+  });
 }
 
 void propagate_hops_cpu(const at::Tensor& rowptr, const at::Tensor& col,
@@ -267,12 +310,17 @@ TORCH_LIBRARY(sgap, m) {
       "propagate_hops(Tensor rowptr, Tensor col, Tensor? weight, Tensor? row_scale, "
       "Tensor? col_scale, Tensor? node_map, Tensor x, Tensor(a!) out, float alpha, "
       "bool self_loops, bool keep_empty, int block) -> ()");
+  m.def(
+      "propagate_step(Tensor rowptr, Tensor col, Tensor? weight, Tensor? row_scale, "
+      "Tensor? col_scale, Tensor prev, Tensor? x0, Tensor(a!) cur, float alpha, "
+      "bool self_loops, bool keep_empty, int block) -> ()");
   m.def("loop_degree(Tensor rowptr, Tensor col, bool self_loops) -> Tensor");
   m.def("triangle_counts(Tensor adj_rowptr, Tensor adj_col, Tensor rowptr, Tensor col) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sgap, CPU, m) {
   m.impl("propagate_hops", &propagate_hops_cpu);
+  m.impl("propagate_step", &propagate_step_cpu);
   m.impl("loop_degree", &loop_degree_cpu);
   m.impl("triangle_counts", &triangle_counts_cpu);
 }

@@ -4,6 +4,7 @@
 // of 128 (4 registers per lane), so every gathered neighbour row is read with coalesced
 // 128-byte transactions; col/weight/scale loads are warp-uniform broadcasts. The previous and
 // current hop live in fp32 working buffers [N, block]; out[t] receives the cast copy.
+// propagate_step runs the same hop kernel once, prev -> cur, on the caller's buffers.
 #include "sgap_ops.h"
 
 #include <c10/cuda/CUDAGuard.h>
@@ -31,9 +32,11 @@ __global__ void init_kernel(Problem pb, float* prev, out_t* out, int64_t c0, int
   }
 }
 
+// prev: row u of the previous hop's block at prev + u * ld; cur: fp32 copy [N, nb] of the
+// new hop, or nullptr when out_hop (row stride pb.ldo) is the only destination.
 template <typename index_t, typename out_t>
 __global__ void hop_kernel(Problem pb, const index_t* __restrict__ col,
-                           const float* __restrict__ prev, float* __restrict__ cur,
+                           const float* __restrict__ prev, int64_t ld, float* __restrict__ cur,
                            out_t* __restrict__ out_hop, int64_t c0, int64_t nb) {
   const int lane = threadIdx.x;
   const int64_t v = blockIdx.x * (int64_t)kRowsPerBlock + threadIdx.y;
@@ -49,12 +52,12 @@ __global__ void hop_kernel(Problem pb, const index_t* __restrict__ col,
       float s = pb.weight ? pb.weight[e] : 1.0f;
       if (pb.col_scale) s *= pb.col_scale[u];
       has_loop |= (u == v);
-      const float* p = prev + u * nb + f0 + lane;
+      const float* p = prev + u * ld + f0 + lane;
 #pragma unroll
       for (int j = 0; j < kPerLane; ++j)
         if (f0 + lane + j * kWarp < nb) acc[j] += s * p[j * kWarp];
     }
-    const float* pv = prev + v * nb + f0 + lane;
+    const float* pv = prev + v * ld + f0 + lane;
     const bool copy_prev = begin == end && !pb.self_loops && pb.keep_empty;
     const float loop_s =
         (pb.self_loops && !has_loop) ? (pb.col_scale ? pb.col_scale[v] : 1.f) : 0.f;
@@ -65,7 +68,7 @@ __global__ void hop_kernel(Problem pb, const index_t* __restrict__ col,
       if (f >= nb) continue;
       float a = copy_prev ? pv[j * kWarp] : r * (acc[j] + loop_s * pv[j * kWarp]);
       if (pb.alpha != 0.0f) a = keep * a + pb.alpha * pb.x[orig * pb.ldx + c0 + f];
-      cur[v * nb + f] = a;
+      if (cur) cur[v * nb + f] = a;
       out_hop[orig * pb.ldo + c0 + f] = static_cast<out_t>(a);
     }
   }
@@ -91,7 +94,7 @@ void run_cuda(const Problem& pb, const index_t* col, out_t* out, const at::Tenso
     const int64_t grid = (n + kRowsPerBlock - 1) / kRowsPerBlock;
     for (int64_t t = 1; t <= pb.k; ++t) {
       hop_kernel<index_t, out_t><<<(unsigned)grid, tb, 0, stream>>>(
-          pb, col, prev, cur, out + t * pb.hop_stride, c0, nb);
+          pb, col, prev, nb, cur, out + t * pb.hop_stride, c0, nb);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       std::swap(prev, cur);
     }
@@ -119,8 +122,39 @@ void propagate_hops_cuda(const at::Tensor& rowptr, const at::Tensor& col,
   });
 }
 
+void propagate_step_cuda(const at::Tensor& rowptr, const at::Tensor& col,
+                         const c10::optional<at::Tensor>& weight,
+                         const c10::optional<at::Tensor>& row_scale,
+                         const c10::optional<at::Tensor>& col_scale, const at::Tensor& prev,
+                         const c10::optional<at::Tensor>& x0, const at::Tensor& cur,
+                         double alpha, bool self_loops, bool keep_empty, int64_t block) {
+  const int64_t gpu_block = block == 0 ? prev.size(1) : block;
+  Problem pb = make_step_problem(rowptr, col, weight, row_scale, col_scale, prev, x0, cur, alpha,
+                                 self_loops, keep_empty, gpu_block, INT64_MAX);
+  if (pb.n == 0 || pb.f == 0) return;
+  TORCH_CHECK((pb.n + kRowsPerBlock - 1) / kRowsPerBlock <= INT32_MAX,
+              "propagate_step: too many nodes for one CUDA grid");
+  const c10::cuda::CUDAGuard guard(prev.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const dim3 tb(kWarp, kRowsPerBlock);
+  const int64_t grid = (pb.n + kRowsPerBlock - 1) / kRowsPerBlock;
+  const float* p = prev.data_ptr<float>();
+  float* c = cur.data_ptr<float>();
+  AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "sgap_step", [&] {
+    for (int64_t c0 = 0; c0 < pb.f; c0 += pb.block) {
+      const int64_t nb = std::min(pb.block, pb.f - c0);
+      hop_kernel<index_t, float><<<(unsigned)grid, tb, 0, stream>>>(
+          pb, col.data_ptr<index_t>(), p + c0, prev.stride(0), nullptr, c, c0, nb);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(sgap, CUDA, m) { m.impl("propagate_hops", &propagate_hops_cuda); }
+TORCH_LIBRARY_IMPL(sgap, CUDA, m) {
+  m.impl("propagate_hops", &propagate_hops_cuda);
+  m.impl("propagate_step", &propagate_step_cuda);
+}
 
 }  // namespace sgap

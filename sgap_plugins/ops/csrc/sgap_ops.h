@@ -41,6 +41,31 @@ inline const float* opt_f32(const c10::optional<at::Tensor>& t, int64_t numel,
   return v.data_ptr<float>();
 }
 
+// The graph part of a Problem (CSR, weights, scales) on `device` with `n` rows.
+inline void set_graph(Problem& pb, const at::Tensor& rowptr, const at::Tensor& col,
+                      const c10::optional<at::Tensor>& weight,
+                      const c10::optional<at::Tensor>& row_scale,
+                      const c10::optional<at::Tensor>& col_scale, const at::Device& device) {
+  check_csr(rowptr, col);
+  TORCH_CHECK(rowptr.device() == device, "rowptr, col and the feature tensors must be on one device");
+  pb.n = rowptr.numel() - 1;
+  pb.rowptr = rowptr.data_ptr<int64_t>();
+  pb.weight = opt_f32(weight, col.numel(), device, "weight");
+  pb.row_scale = opt_f32(row_scale, pb.n, device, "row_scale");
+  pb.col_scale = opt_f32(col_scale, pb.n, device, "col_scale");
+  pb.node_map = nullptr;
+}
+
+inline void set_options(Problem& pb, double alpha, bool self_loops, bool keep_empty,
+                        int64_t block, int64_t max_block) {
+  TORCH_CHECK(block >= 0, "block must be >= 0");
+  const int64_t b = block == 0 ? std::min<int64_t>(pb.f, 64) : block;
+  pb.block = std::max<int64_t>(1, std::min(b, max_block));
+  pb.alpha = static_cast<float>(alpha);
+  pb.self_loops = self_loops;
+  pb.keep_empty = keep_empty;
+}
+
 inline Problem make_problem(const at::Tensor& rowptr, const at::Tensor& col,
                             const c10::optional<at::Tensor>& weight,
                             const c10::optional<at::Tensor>& row_scale,
@@ -48,11 +73,11 @@ inline Problem make_problem(const at::Tensor& rowptr, const at::Tensor& col,
                             const c10::optional<at::Tensor>& node_map, const at::Tensor& x,
                             const at::Tensor& out, double alpha, bool self_loops,
                             bool keep_empty, int64_t block, int64_t max_block) {
-  check_csr(rowptr, col);
   const at::Device device = x.device();
-  TORCH_CHECK(rowptr.device() == device && out.device() == device,
-              "rowptr, col, x and out must be on one device");
-  const int64_t n = rowptr.numel() - 1;
+  TORCH_CHECK(out.device() == device, "rowptr, col, x and out must be on one device");
+  Problem pb;
+  set_graph(pb, rowptr, col, weight, row_scale, col_scale, device);
+  const int64_t n = pb.n;
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() == 2 && x.size(0) == n &&
                   (x.size(1) <= 1 || x.stride(1) == 1),
               "x must be a float32 [N, F] tensor with unit column stride");
@@ -62,13 +87,6 @@ inline Problem make_problem(const at::Tensor& rowptr, const at::Tensor& col,
   TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kHalf ||
                   out.scalar_type() == at::kBFloat16,
               "out must be float32, float16 or bfloat16, got ", out.scalar_type());
-  TORCH_CHECK(block >= 0, "block must be >= 0");
-  Problem pb;
-  pb.rowptr = rowptr.data_ptr<int64_t>();
-  pb.weight = opt_f32(weight, col.numel(), device, "weight");
-  pb.row_scale = opt_f32(row_scale, n, device, "row_scale");
-  pb.col_scale = opt_f32(col_scale, n, device, "col_scale");
-  pb.node_map = nullptr;
   if (node_map.has_value()) {
     const at::Tensor& m = *node_map;
     TORCH_CHECK(m.scalar_type() == at::kLong && m.dim() == 1 && m.numel() == n &&
@@ -77,17 +95,52 @@ inline Problem make_problem(const at::Tensor& rowptr, const at::Tensor& col,
     pb.node_map = m.data_ptr<int64_t>();
   }
   pb.x = x.data_ptr<float>();
-  pb.n = n;
   pb.f = x.size(1);
   pb.k = out.size(0) - 1;
   pb.ldx = x.stride(0);
   pb.ldo = out.stride(1);
   pb.hop_stride = out.stride(0);
-  const int64_t b = block == 0 ? std::min<int64_t>(pb.f, 64) : block;
-  pb.block = std::max<int64_t>(1, std::min(b, max_block));
-  pb.alpha = static_cast<float>(alpha);
-  pb.self_loops = self_loops;
-  pb.keep_empty = keep_empty;
+  set_options(pb, alpha, self_loops, keep_empty, block, max_block);
+  return pb;
+}
+
+// One hop prev -> cur (propagate_step): both fp32 [N, F] with unit column stride; the hop
+// is written to cur as the (fp32) "output", so pb.ldo is cur's row stride; x0 (the
+// teleport source, needed when alpha != 0) is pb.x.
+inline Problem make_step_problem(const at::Tensor& rowptr, const at::Tensor& col,
+                                 const c10::optional<at::Tensor>& weight,
+                                 const c10::optional<at::Tensor>& row_scale,
+                                 const c10::optional<at::Tensor>& col_scale,
+                                 const at::Tensor& prev, const c10::optional<at::Tensor>& x0,
+                                 const at::Tensor& cur, double alpha, bool self_loops,
+                                 bool keep_empty, int64_t block, int64_t max_block) {
+  const at::Device device = prev.device();
+  Problem pb;
+  set_graph(pb, rowptr, col, weight, row_scale, col_scale, device);
+  auto check = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.dim() == 2 && t.size(0) == pb.n &&
+                    t.size(1) == prev.size(1) && (t.size(1) <= 1 || t.stride(1) == 1) &&
+                    t.device() == device,
+                name, " must be a float32 [N, F] tensor with unit column stride on ", device,
+                " (N = ", pb.n, ", F = ", prev.size(1), ")");
+  };
+  check(prev, "prev");
+  check(cur, "cur");
+  TORCH_CHECK(cur.data_ptr() != prev.data_ptr() || pb.n * prev.size(1) == 0,
+              "cur must not alias prev");
+  pb.x = nullptr;
+  pb.ldx = 0;
+  if (x0.has_value()) {
+    check(*x0, "x0");
+    pb.x = x0->data_ptr<float>();
+    pb.ldx = x0->stride(0);
+  }
+  TORCH_CHECK(alpha == 0.0 || pb.x != nullptr, "x0 is required when alpha != 0");
+  pb.f = prev.size(1);
+  pb.k = 1;
+  pb.ldo = cur.stride(0);
+  pb.hop_stride = 0;
+  set_options(pb, alpha, self_loops, keep_empty, block, max_block);
   return pb;
 }
 
