@@ -5,6 +5,8 @@ Where the definitions coincide the results must agree to 1e-5:
 * ``SGAPPrecompute(k, aggregator="aug_na")`` = ``dgl.SIGNDiffusion(k, diffuse_op="gcn")`` on a
   graph that already has self loops (DGL does not add them; SGAP adds the missing ones);
 * ``aggregator="ppr"`` = ``dgl.nn.APPNPConv(k, alpha)`` (symmetric graph with self loops);
+* with ``add_self_loops=False``, ``aug_na``/``ppr`` = ``dgl.SIGNDiffusion`` ``"gcn"``/``"ppr"``
+  on graphs without self loops, nodes without in-neighbours included (CiteSeer);
 * the ``sgc`` preset's propagation = ``dgl.nn.SGConv(k=K)`` with an identity linear layer;
 * ``SGAPModel.postprocess`` with ``ga_post="ppr"`` (``alpha=a``) =
   ``dgl.nn.LabelPropagation(k_post, alpha=1-a, norm_type="sym", clamp=False)`` on the
@@ -125,3 +127,63 @@ def test_postprocess_equals_label_propagation(dgl, cora_graph, ga_post, params, 
     )
     ref = lp(cora_graph, torch.softmax(logits, dim=-1))
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
+
+
+@pytest.fixture
+def citeseer_graph(dgl, data_root):
+    """CiteSeer as a DGLGraph without self loops: 48 nodes have no edge at all."""
+    from sgap_plugins.datasets import load_dataset
+
+    citeseer = load_dataset("citeseer", data_root)
+    ei = citeseer.edge_index
+    g = dgl.graph((ei[0], ei[1]), num_nodes=citeseer.num_nodes)
+    g.ndata["feat"] = citeseer.x
+    return g
+
+
+@pytest.mark.parametrize(("diffuse_op", "aggregator"), [("gcn", "aug_na"), ("ppr", "ppr")])
+def test_isolated_nodes_equal_sign_diffusion_without_self_loops(
+    dgl, citeseer_graph, diffuse_op, aggregator
+):
+    """Without self loops SIGNDiffusion gives a node with no in-neighbours a zero raw step
+    (zero hops for ``gcn``, ``α X`` for ``ppr``); so does SGAP unless ``keep_isolated``."""
+    from sgap_plugins.dgl import SGAPPrecompute
+
+    g = citeseer_graph
+    isolated = g.in_degrees() == 0
+    assert int(isolated.sum()) == 48  # the premise
+    k, alpha = 2, 0.2
+    params = {"alpha": alpha} if aggregator == "ppr" else {}
+    ref = dgl.SIGNDiffusion(k, diffuse_op=diffuse_op, alpha=alpha)(g.clone())
+    ours = SGAPPrecompute(k, aggregator=aggregator, add_self_loops=False, **params)(g.clone())
+    kept = SGAPPrecompute(
+        k, aggregator=aggregator, add_self_loops=False, keep_isolated=True, **params
+    )(g.clone())
+    feat = g.ndata["feat"]
+    for i in range(1, k + 1):
+        name = f"out_feat_{i}"
+        torch.testing.assert_close(ours.ndata[name], ref.ndata[name], atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            kept.ndata[name][~isolated], ref.ndata[name][~isolated], atol=ATOL, rtol=0
+        )
+        torch.testing.assert_close(kept.ndata[name][isolated], feat[isolated], atol=ATOL, rtol=0)
+
+
+def test_directed_sources_equal_sign_diffusion(dgl):
+    """A directed graph whose sources have out- but no in-edges: SIGNDiffusion's ``gcn``
+    weighs an edge by the in-degrees of both ends, so a source sends nothing and gets zero."""
+    from sgap_plugins.dgl import SGAPPrecompute, SGAPPropagate
+
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randint(0, 40, (150,), generator=gen)
+    dst = torch.randint(10, 40, (150,), generator=gen)  # nodes 0-9 receive nothing
+    keep = src != dst
+    g = dgl.graph((src[keep], dst[keep]), num_nodes=45)  # 40-44 isolated
+    g.ndata["feat"] = torch.randn(45, 6, generator=gen)
+    ref = dgl.SIGNDiffusion(3, diffuse_op="gcn")(g.clone())
+    ours = SGAPPrecompute(3, add_self_loops=False)(g.clone())
+    for i in (1, 2, 3):
+        name = f"out_feat_{i}"
+        torch.testing.assert_close(ours.ndata[name], ref.ndata[name], atol=ATOL, rtol=0)
+    hops = SGAPPropagate(3, add_self_loops=False)(g, g.ndata["feat"])
+    torch.testing.assert_close(hops[:, 3], ref.ndata["out_feat_3"], atol=ATOL, rtol=0)
