@@ -9,6 +9,8 @@ built-in aggregator and a plugin aggregator, with features in RAM or memory-mapp
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ import torch
 from sgap_plugins import ops
 from sgap_plugins.core.graph import CSRGraph
 from sgap_plugins.core.graph_aggregators import GraphAggregator
+from sgap_plugins.core.hop_folder import load_hops, precompute, read_manifest
 from sgap_plugins.core.propagation import ColumnBlocks, propagate
 
 pytestmark = pytest.mark.skipif(
@@ -168,3 +171,122 @@ def test_bad_feature_arrays_and_budget(tmp_path):
         propagate(edge_index, x, 2, dtype=torch.bfloat16, out=tmp_path / "h.npy")
     with pytest.raises(ValueError, match="pass out=PATH or rows=idx"):
         propagate(edge_index, x, 2, memory_budget=2**20)
+
+
+# ---------------------------------------------------------------------------- hop folder
+def test_precompute_writes_a_folder_that_load_hops_maps(tmp_path):
+    edge_index, x, rows = random_problem()
+    np.save(tmp_path / "x.npy", x.numpy())
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    out = tmp_path / "hops"
+    manifest = precompute(
+        edge_index,
+        mapped,
+        3,
+        "ppr",
+        out=out,
+        rows=rows,
+        dtype=torch.float16,
+        memory_budget=300 * 12 * 16,
+        progress=False,
+        alpha=0.2,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["hops.npy", "manifest.json", "rows.npy"]
+    assert manifest == json.loads((out / "manifest.json").read_text())
+    assert manifest["shape"] == [4, rows.numel(), 45] and manifest["dtype"] == "float16"
+    assert manifest["aggregator"] == "ppr" and manifest["params"]["alpha"] == 0.2
+    assert manifest["num_blocks"] == 3 and manifest["resumed_blocks"] == 0
+    assert manifest["features"]["path"] == str((tmp_path / "x.npy").resolve())
+    hops, ids = load_hops(out, with_rows=True)
+    expected = propagate(edge_index, x, 3, "ppr", alpha=0.2, dtype=torch.float16)[:, rows]
+    assert torch.equal(hops, expected) and torch.equal(ids, rows)
+    assert read_manifest(out) == manifest
+    # Copy-on-write: writing to the mapped tensor leaves the file alone.
+    hops[0].zero_()
+    assert torch.equal(load_hops(out), expected)
+    # Same arguments again: the finished folder is returned as is.
+    before = (out / "hops.npy").stat().st_mtime_ns
+    again = precompute(
+        edge_index,
+        mapped,
+        3,
+        "ppr",
+        out=out,
+        rows=rows,
+        dtype=torch.float16,
+        memory_budget=300 * 12 * 16,
+        progress=False,
+        alpha=0.2,
+    )
+    assert again == manifest and (out / "hops.npy").stat().st_mtime_ns == before
+
+
+def test_all_rows_by_default(tmp_path):
+    edge_index, x, _ = random_problem()
+    precompute(edge_index, x, 2, "triangle", out=tmp_path, progress=False)
+    hops, ids = load_hops(tmp_path, with_rows=True)
+    assert torch.equal(hops, propagate(edge_index, x, 2, "triangle"))
+    assert torch.equal(ids, torch.arange(x.size(0)))
+
+
+def test_different_arguments_are_refused_unless_overwrite(tmp_path):
+    edge_index, x, rows = random_problem()
+    precompute(edge_index, x, 2, out=tmp_path, rows=rows, progress=False)
+    with pytest.raises(
+        FileExistsError,
+        match=r"finished precompute with different arguments "
+        r"\(.*k: 2 → 3.*\); choose another output folder or pass overwrite",
+    ):
+        precompute(edge_index, x, 3, out=tmp_path, rows=rows, progress=False)
+    x2 = x.clone()
+    x2[0, 0] += 1  # same shapes, other features: told apart by their content hash
+    with pytest.raises(FileExistsError, match="features"):
+        precompute(edge_index, x2, 2, out=tmp_path, rows=rows, progress=False)
+    precompute(edge_index, x, 3, out=tmp_path, rows=rows, progress=False, overwrite=True)
+    assert torch.equal(load_hops(tmp_path), propagate(edge_index, x, 3)[:, rows])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_precompute_resumes_byte_identically(tmp_path, monkeypatch):
+    """In process: the second column block raises; the folder has no manifest (load_hops
+    refuses it, naming the fix); a rerun resumes after the recorded block."""
+    edge_index, x, rows = random_problem()
+    kwargs = dict(rows=rows, memory_budget=300 * 8 * 16, progress=False, dtype=torch.float16)
+    precompute(edge_index, x, 3, out=tmp_path / "whole", **kwargs)
+    calls = []
+    real_run = ColumnBlocks.run
+
+    def failing_run(self, c0, c1, out, on_hop=None):
+        calls.append(c0)
+        if len(calls) == 2:
+            real_run(self, c0, c1, out, on_hop=None)  # its data is written, but not journalled
+            raise Interrupt
+        real_run(self, c0, c1, out, on_hop)
+
+    monkeypatch.setattr(ColumnBlocks, "run", failing_run)
+    with pytest.raises(Interrupt):
+        precompute(edge_index, x, 3, out=tmp_path / "cut", **kwargs)
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    assert json.loads((tmp_path / "cut" / "progress.json").read_text())["done"] == [0]
+    with pytest.raises(FileNotFoundError, match="interrupted; rerun it with the same arguments"):
+        load_hops(tmp_path / "cut")
+    with pytest.raises(FileExistsError, match="unfinished precompute with different arguments"):
+        precompute(edge_index, x, 2, out=tmp_path / "cut", **kwargs)
+    monkeypatch.setattr(ColumnBlocks, "run", real_run)
+    manifest = precompute(edge_index, x, 3, out=tmp_path / "cut", **kwargs)
+    assert manifest["resumed_blocks"] == 1 and manifest["num_blocks"] == 3
+    assert not (tmp_path / "cut" / "progress.json").exists()
+    whole = (tmp_path / "whole" / "hops.npy").read_bytes()
+    assert (tmp_path / "cut" / "hops.npy").read_bytes() == whole
+
+
+def test_load_hops_refuses_a_folder_without_manifest(tmp_path):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"not a finished hop folder \(no manifest.json\)"
+        r".*sgap precompute",
+    ):
+        load_hops(tmp_path)

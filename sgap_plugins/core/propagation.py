@@ -338,9 +338,10 @@ def propagate_reference(
     return out
 
 
-def check_dtype(dtype: Any, default: torch.dtype) -> torch.dtype:
+def check_dtype(dtype: Any, x: Tensor | torch.dtype) -> torch.dtype:
+    """``dtype`` validated, defaulting to ``x``'s (``x`` may be a tensor or a dtype)."""
     if dtype is None:
-        return default
+        return x.dtype if isinstance(x, Tensor) else x
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(
             f"dtype must be a floating torch.dtype (torch.float32, torch.bfloat16, "
@@ -565,6 +566,7 @@ class ColumnBlocks:
     Build with :meth:`prepare`; :attr:`spans` lists the blocks, :meth:`run` computes one.
     """
 
+    graph: CSRGraph  # the input graph (the plan may hold a transformed one)
     plan: _Plan
     x: Tensor | np.ndarray
     k: int
@@ -572,6 +574,7 @@ class ColumnBlocks:
     compute: torch.dtype  # float32, or float64 for float64 features
     rows: Tensor | None  # selected node ids (None: all nodes, in order)
     width: int
+    budget: int
     device: torch.device
     num_buffers: int
     _gather: Tensor | None = None  # working-order indices of the kept rows
@@ -640,6 +643,7 @@ class ColumnBlocks:
             inverse[order] = torch.arange(n)
             gather = inverse if ids is None else inverse[ids]
         return cls(
+            graph=csr,
             plan=plan,
             x=x,
             k=k,
@@ -647,6 +651,7 @@ class ColumnBlocks:
             compute=compute,
             rows=ids,
             width=width,
+            budget=budget,
             device=device,
             num_buffers=num_buffers,
             _gather=None if gather is None else gather.to(device),
