@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from sgap_plugins import preset, propagate
 from sgap_plugins.cli import main
+from sgap_plugins.cli.common import parse_bytes
+from sgap_plugins.core.graph import CSRGraph
+from sgap_plugins.core.hop_folder import load_hops
 from sgap_plugins.core.synthetic import csbm
 
 TIMING_KEYS = ("precompute_s", "train_s", "inference_s")
@@ -130,8 +134,8 @@ def test_bad_config_file_is_a_clear_error(capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------------- precompute
-def test_precompute_saves_the_hops(capsys, tmp_path):
-    out_file = tmp_path / "hops.pt"
+def test_precompute_dataset_writes_a_hop_folder(capsys, tmp_path):
+    out_dir = tmp_path / "hops"
     code, out, err = run_cli(
         capsys,
         "precompute",
@@ -146,28 +150,156 @@ def test_precompute_saves_the_hops(capsys, tmp_path):
         "--param",
         "add_self_loops=true",
         "--out",
-        str(out_file),
+        str(out_dir),
+        "--no-progress",
         "--json",
     )
     assert code == 0, err
     info = json.loads(out)
     assert info["shape"] == [3, 20000, 64]
-    assert info["params"] == {"alpha": 0.2, "add_self_loops": True}
-    assert info["precompute_s"] > 0
-    hops = torch.load(out_file)
+    assert info["params"] == {"alpha": 0.2, "add_self_loops": True, "keep_isolated": False}
+    assert info["timings"]["propagate_s"] > 0
+    assert info == json.loads((out_dir / "manifest.json").read_text()) | {"out": str(out_dir)}
+    hops, rows = load_hops(out_dir, with_rows=True)
     data = csbm(seed=0)
-    torch.testing.assert_close(hops, propagate(data.edge_index, data.x, 2, "ppr", alpha=0.2))
+    assert torch.equal(hops, propagate(data.edge_index, data.x, 2, "ppr", alpha=0.2))
+    assert torch.equal(rows, torch.arange(20000))
 
 
-def test_precompute_errors(capsys):
-    code, out, err = run_cli(capsys, "precompute", "--aggregator", "nope")
+def test_precompute_errors(capsys, tmp_path):
+    out = str(tmp_path / "o")
+    code, _, err = run_cli(capsys, "precompute", "--aggregator", "nope", "--out", out)
     assert code == 2 and "unknown graph aggregator 'nope'" in err
-    code, out, err = run_cli(capsys, "precompute", "--param", "alpha=2", "--aggregator", "ppr")
+    argv = ["precompute", "--param", "alpha=2", "--aggregator", "ppr", "--out", out]
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "alpha must" in err
-    code, out, err = run_cli(capsys, "precompute", "-k", "65")
+    code, _, err = run_cli(capsys, "precompute", "-k", "65", "--out", out)
     assert code == 2 and "k must" in err
-    code, out, err = run_cli(capsys, "precompute", "--param", "noequals")
+    code, _, err = run_cli(capsys, "precompute", "--param", "noequals", "--out", out)
     assert code == 2 and "KEY=VALUE" in err
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    with pytest.raises(SystemExit):
+        main(["precompute", "--memory-budget", "lots", "--out", out])
+    assert "--memory-budget expects a positive number of bytes or a size like 512M" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("1048576", 2**20), ("512M", 512 * 2**20), ("8G", 8 * 2**30), ("1.5GiB", 3 * 2**29)],
+)
+def test_memory_budget_sizes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+# ------------------------------------------------------------- precompute from .npy files
+@pytest.fixture
+def npy_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Two edge files (int64 and int32, duplicates included), fp16 features, unsorted rows."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    files = {
+        "e1": tmp_path / "e1.npy",
+        "e2": tmp_path / "e2.npy",
+        "x": tmp_path / "x.npy",
+        "rows": tmp_path / "rows.npy",
+    }
+    np.save(files["e1"], rng.integers(0, n, (2, 9000)))
+    np.save(files["e2"], rng.integers(0, n, (2, 3000)).astype(np.int32))
+    np.save(files["x"], rng.standard_normal((n, 37)).astype(np.float16))
+    np.save(files["rows"], rng.permutation(n)[:300])
+    return files
+
+
+def precompute_argv(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        "precompute",
+        "--edges",
+        str(files["e1"]),
+        "--edges",
+        str(files["e2"]),
+        "--features",
+        str(files["x"]),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_precompute_from_files_equals_propagate(capsys, tmp_path, npy_inputs):
+    out = tmp_path / "out"
+    argv = precompute_argv(npy_inputs, out, "--rows", str(npy_inputs["rows"]), "--symmetrize")
+    argv += ["-k", "3", "--aggregator", "aug_na", "--memory-budget", "100K", "--json"]
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    info = json.loads(stdout)
+    assert info["num_blocks"] == 7  # 100 KiB / (2 buffers x 2000 nodes x 4 bytes) = 6 columns
+    assert info["inputs"]["symmetrize"] and info["inputs"]["duplicates"] == "drop"
+    # Reference: the same graph (both directions, duplicates dropped) built in memory.
+    edges = np.concatenate([np.load(npy_inputs["e1"]), np.load(npy_inputs["e2"])], axis=1)
+    pairs = np.unique(np.concatenate([edges, edges[::-1]], axis=1), axis=1)
+    x = torch.from_numpy(np.load(npy_inputs["x"]))
+    rows = torch.from_numpy(np.load(npy_inputs["rows"]))
+    expected = propagate(torch.from_numpy(pairs), x, 3, "aug_na", num_nodes=2000)
+    hops, ids = load_hops(out, with_rows=True)
+    assert hops.dtype == torch.float16
+    assert torch.equal(hops, expected[:, rows]) and torch.equal(ids, rows)
+    assert CSRGraph.load(out / "graph").num_edges == pairs.shape[1]
+    # Another k over the same edges reuses DIR/graph instead of rebuilding it.
+    built = (out / "graph" / "graph.json").stat().st_mtime_ns
+    argv = precompute_argv(npy_inputs, out, "--symmetrize", "-k", "1", "--overwrite", "--json")
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert (out / "graph" / "graph.json").stat().st_mtime_ns == built
+    assert torch.equal(load_hops(out), expected[:2])
+
+
+def bad_input_cases(files: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:
+    rng = np.random.default_rng(1)
+    np.save(tmp / "e_e3.npy", rng.integers(0, 2000, (500, 3)))
+    np.save(tmp / "e_float.npy", rng.random((2, 500)))
+    np.save(tmp / "e_big.npy", np.array([[0, 1], [1, 2000]]))
+    np.save(tmp / "r_big.npy", np.array([3, 2000]))
+    np.save(tmp / "r_rep.npy", np.array([3, 9, 3]))
+    np.save(tmp / "x_short.npy", np.zeros((1999, 37), dtype=np.float32))
+    x_nan = np.load(files["x"]).astype(np.float32)
+    x_nan[1234, 30] = np.nan
+    np.save(tmp / "x_nan.npy", x_nan)
+
+    def argv(**changes: str) -> list[str]:
+        paths = {"e1": str(files["e1"]), "x": str(files["x"]), **changes}
+        extra = ["--rows", paths["rows"]] if "rows" in paths else []
+        extra += ["--memory-budget", paths["budget"]] if "budget" in paths else []
+        return ["--edges", paths["e1"], "--features", paths["x"], *extra]
+
+    return [
+        (argv(e1=str(tmp / "missing.npy")), "--edges " + str(tmp / "missing.npy") + ": no such"),
+        (argv(x=str(tmp / "missing.npy")), "--features " + str(tmp / "missing.npy")),
+        (argv(e1=str(tmp / "e_e3.npy")), "--edges: " + str(tmp / "e_e3.npy") + " has shape"),
+        (argv(e1=str(tmp / "e_float.npy")), "node ids must be integers"),
+        (argv(e1=str(tmp / "e_big.npy")), "--edges"),
+        (argv(rows=str(tmp / "r_big.npy")), "--rows"),
+        (argv(rows=str(tmp / "r_rep.npy")), "repeats 1 node id(s) (e.g. [3])"),
+        (argv(x=str(tmp / "x_short.npy")) + ["--num-nodes", "2000"], "--features has 1999 rows"),
+        (argv(budget="1000"), "below one column block"),
+        (argv(x=str(tmp / "x_nan.npy")), "x_nan.npy: x contains NaN or inf in 1 row(s) of "),
+        (argv(x=str(tmp / "x_nan.npy")), "columns 0..36 (rows [1234], columns [30])"),
+    ]
+
+
+def test_precompute_bad_input_is_a_clear_error_and_leaves_nothing_finished(
+    capsys, tmp_path, npy_inputs
+):
+    for i, (args, message) in enumerate(bad_input_cases(npy_inputs, tmp_path)):
+        out = tmp_path / f"out{i}"
+        code, stdout, err = run_cli(capsys, "precompute", *args, "--out", str(out), "--no-progress")
+        assert code == 2, (args, err)
+        assert "sgap precompute: error:" in err and message in err, (message, err)
+        assert not (out / "manifest.json").exists()
+        with pytest.raises(FileNotFoundError):
+            load_hops(out)
 
 
 # ---------------------------------------------------------------------------- real data
@@ -184,9 +316,8 @@ def test_real_dataset_is_copied_into_the_cache(capsys, tmp_path, monkeypatch, ra
     cache = tmp_path / "cache"
     monkeypatch.setenv("SGAP_CACHE", str(cache))
     before = snapshot(raw_root)
-    code, out, err = run_cli(
-        capsys, "precompute", "--dataset", "cora", "--data-root", str(raw_root), "-k", "1", "--json"
-    )
+    argv = ["--dataset", "cora", "--data-root", str(raw_root), "-k", "1", "--no-progress"]
+    code, out, err = run_cli(capsys, "precompute", *argv, "--json", "--out", str(tmp_path / "hops"))
     assert code == 0, err
     assert json.loads(out)["shape"] == [2, 2708, 1433]
     assert snapshot(raw_root) == before  # nothing written, nothing touched
@@ -215,7 +346,14 @@ def test_missing_dataset_in_root_is_a_clear_error(capsys, tmp_path, monkeypatch)
     empty = tmp_path / "empty"
     empty.mkdir()
     code, out, err = run_cli(
-        capsys, "precompute", "--dataset", "citeseer", "--data-root", str(empty)
+        capsys,
+        "precompute",
+        "--dataset",
+        "citeseer",
+        "--data-root",
+        str(empty),
+        "--out",
+        str(tmp_path / "hops"),
     )
     assert code == 2 and out == ""
     assert "not found" in err and "CiteSeer" in err and "--data-root" in err

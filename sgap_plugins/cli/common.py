@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..datasets import DATASET_NAMES
@@ -45,3 +46,41 @@ def parse_params(items: list[str] | None, option: str = "--param") -> dict[str, 
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(text: str, flag: str = "--memory-budget") -> int:
+    """``"1048576"``, ``"512M"``, ``"8G"``, ``"1.5GiB"`` → bytes (binary units K, M, G, T)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _SIZE_UNITS and value[-1:] else ""
+    number = value[: len(value) - len(unit)] if unit else value
+    try:
+        size = float(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        size = -1.0
+    if not size > 0 or size != size or size == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{flag} expects a positive number of bytes or a size like 512M or 8G, got {text!r}"
+        )
+    return int(size)
+
+
+def npy_file(path: str, flag: str) -> Path:
+    """An existing ``.npy`` file given with ``flag`` (errors name the flag and the fix)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{flag} {path}: no such file; pass the path of a .npy array (np.save(path, array))"
+        )
+    with open(file, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{flag} {path} is not a .npy file; save the array with np.save")
+    return file
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """Path, size and modification time: what identifies an input file between runs."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

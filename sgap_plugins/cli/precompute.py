@@ -1,22 +1,69 @@
-"""``sgap precompute``: propagate a dataset's features and save the hop tensor."""
+"""``sgap precompute``: propagate features K hops into a hop folder (``hops.npy``,
+``rows.npy``, ``manifest.json``), from a dataset or from ``.npy`` files on disk.
+
+From files, the graph is built out of core with
+:func:`~sgap_plugins.core.graph_store.build_csr` into ``DIR/graph/`` (reused when its
+``graph.json`` matches the edge files and options), the features are memory-mapped, and the
+hops are computed in column blocks within ``--memory-budget``; a killed run resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from ..core.propagation import propagate
+from ..core.graph import GRAPH_JSON, CSRGraph
+from ..core.graph_store import build_csr
+from ..core.hop_folder import precompute
+from ..core.propagation import check_memory_budget, check_rows
 from ..datasets import load_dataset
-from .common import add_dataset_args, parse_params
+from .common import add_dataset_args, file_identity, npy_file, parse_bytes, parse_params
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Edges per chunk of the graph build per byte of budget: build_csr holds 50-80 bytes per
+# chunk edge, so the build stays within the same budget as the propagation.
+_BUILD_BYTES_PER_EDGE = 80
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("precompute", help="propagate features K hops and save [K+1, N, F]")
+    p = sub.add_parser(
+        "precompute",
+        help="propagate features K hops into a hop folder (hops.npy, rows.npy, manifest.json)",
+        description=(
+            "Propagate node features K hops and write DIR/hops.npy ([K+1, R, F]), DIR/rows.npy "
+            "(the node id of each row) and DIR/manifest.json (written last). Features and "
+            "graph come from --dataset or from .npy files (--edges, --features); a run killed "
+            "and started again with the same arguments resumes at its last finished column "
+            "block."
+        ),
+    )
     add_dataset_args(p)
-    p.add_argument("-k", "--k", type=int, default=3, help="number of hops")
+    p.set_defaults(dataset=None)  # csbm unless --edges/--features are given
+    p.add_argument(
+        "--edges",
+        action="append",
+        metavar="E.npy",
+        help="edge list .npy [2, E] (int32/int64, row 0 = source, row 1 = destination); "
+        "repeatable, read as one list",
+    )
+    p.add_argument("--features", metavar="X.npy", help="features .npy [N, F] (float32/float16)")
+    p.add_argument(
+        "--num-nodes", type=int, default=None, help="N (default: the rows of --features)"
+    )
+    p.add_argument(
+        "--symmetrize", action="store_true", help="propagate on A ∪ Aᵀ (undirected graph)"
+    )
+    p.add_argument(
+        "--rows", metavar="R.npy", help="int64 .npy of node ids: keep only their hops, in order"
+    )
+    p.add_argument("-k", "--k", type=int, default=3, help="number of hops (default 3)")
     p.add_argument("--aggregator", default="aug_na", help="graph aggregator name")
     p.add_argument(
         "--param",
@@ -24,33 +71,170 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="aggregator parameter, repeatable (e.g. --param alpha=0.1)",
     )
-    p.add_argument("--out", default=None, help="save the hops with torch.save to this path")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="dtype of hops.npy (default: x's)"
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="working memory of the propagation and the graph build: bytes or 512M, 8G "
+        "(default 1G); peak memory stays within budget + 16 bytes per node + 512 MiB",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a result of different arguments in DIR instead of refusing",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    data = load_dataset(args.dataset, args.data_root, args.split_seed)
     params = parse_params(args.param)
-    start = time.perf_counter()
-    hops = propagate(data.edge_index, data.x, args.k, args.aggregator, **params)
-    seconds = time.perf_counter() - start
-    if args.out:
-        torch.save(hops, args.out)
-    info = {
-        "dataset": data.name,
-        "k": args.k,
-        "aggregator": args.aggregator,
-        "params": params,
-        "shape": list(hops.shape),
-        "precompute_s": seconds,
-        "out": args.out,
-    }
-    if args.json:
-        print(json.dumps(info))
+    budget = check_memory_budget(args.memory_budget)
+    dtype = DTYPES[args.dtype] if args.dtype else None
+    graph: Any
+    x: Any
+    from_files = args.edges is not None or args.features is not None
+    if from_files:
+        if args.dataset is not None:
+            raise ValueError("pass either --dataset or --edges with --features, not both")
+        graph, x, rows, inputs, graph_s = _from_files(args, budget)
+        source = ", ".join(args.edges)
     else:
-        print(
-            f"{data.name}: {args.aggregator} x{args.k} -> {list(hops.shape)} "
-            f"in {seconds:.3f} s" + (f", saved to {args.out}" if args.out else "")
+        if args.num_nodes is not None or args.symmetrize:
+            raise ValueError("--num-nodes and --symmetrize apply to --edges; drop them")
+        data = load_dataset(args.dataset or "csbm", args.data_root, args.split_seed)
+        graph, x = data.edge_index, data.x
+        rows = _load_rows(args.rows, data.num_nodes)
+        inputs = {"dataset": data.name, "split_seed": args.split_seed}
+        if args.rows:
+            inputs["rows"] = file_identity(Path(args.rows))
+        graph_s, source = 0.0, data.name
+    try:
+        manifest = precompute(
+            graph,
+            x,
+            args.k,
+            args.aggregator,
+            out=args.out,
+            rows=rows,
+            dtype=dtype,
+            memory_budget=budget,
+            progress=not args.no_progress,
+            inputs=inputs,
+            overwrite=args.overwrite,
+            timings={"graph_s": graph_s},
+            **params,
         )
+    except FileExistsError as exc:
+        print(f"sgap precompute: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if from_files and str(exc).startswith("x "):  # found while streaming the features
+            raise ValueError(f"--features {args.features}: {exc}") from exc
+        raise
+    if args.json:
+        print(json.dumps({"out": str(Path(args.out)), **manifest}))
+        return 0
+    timings = manifest["timings"]
+    print(
+        f"{source}: {manifest['aggregator']} x{manifest['k']} -> {manifest['shape']} "
+        f"{manifest['dtype']} in {timings['total_s']:.3f} s "
+        f"({manifest['num_blocks']} column block(s), {manifest['resumed_blocks']} resumed), "
+        f"written to {args.out}"
+    )
     return 0
+
+
+def _from_files(
+    args: argparse.Namespace, budget: int
+) -> tuple[CSRGraph, np.ndarray, np.ndarray | None, dict[str, Any], float]:
+    """Features (memory-mapped), rows and the graph (built into DIR/graph or reused); every
+    cheap check runs before the graph is built."""
+    if not args.edges or args.features is None:
+        raise ValueError("--edges and --features go together; pass both (or --dataset)")
+    edge_files = [npy_file(path, "--edges") for path in args.edges]
+    features = npy_file(args.features, "--features")
+    try:
+        x = np.load(features, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"--features {features} is not a plain .npy array ({exc})") from exc
+    if x.ndim != 2:
+        raise ValueError(f"--features must hold an [N, F] array, got shape {list(x.shape)}")
+    n = x.shape[0] if args.num_nodes is None else args.num_nodes
+    if n != x.shape[0]:
+        raise ValueError(
+            f"--features has {x.shape[0]} rows but --num-nodes is {n}; pass one feature row "
+            "per node (or drop --num-nodes)"
+        )
+    rows = _load_rows(args.rows, n)
+    inputs: dict[str, Any] = {
+        "edges": [file_identity(path) for path in edge_files],
+        "features": file_identity(features),
+        "rows": file_identity(Path(args.rows)) if args.rows else None,
+        "num_nodes": n,
+        "symmetrize": bool(args.symmetrize),
+        "duplicates": "drop",
+    }
+    tic = time.perf_counter()
+    folder = Path(args.out) / "graph"
+    if _graph_matches(folder, edge_files, n, args.symmetrize):
+        graph = CSRGraph.load(folder, mmap=True)
+    else:
+        try:
+            graph = build_csr(
+                [str(path) for path in edge_files],
+                folder,
+                num_nodes=n,
+                symmetrize=args.symmetrize,
+                duplicates="drop",
+                chunk_edges=max(1 << 16, budget // _BUILD_BYTES_PER_EDGE),
+                progress=not args.no_progress,
+            )
+        except (TypeError, ValueError) as exc:  # name the flag, not build_csr's argument
+            text = str(exc)
+            text = text.replace("edge_files", "--edges", 1) if "edge_files" in text else text
+            raise type(exc)(text if "--edges" in text else f"--edges: {text}") from exc
+    return graph, x, rows, inputs, time.perf_counter() - tic
+
+
+def _load_rows(path: str | None, num_nodes: int) -> np.ndarray | None:
+    if path is None:
+        return None
+    try:
+        rows = np.load(npy_file(path, "--rows"), allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"--rows {path} is not a plain .npy array ({exc})") from exc
+    try:
+        check_rows(rows, num_nodes)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"--rows {path}: {exc}") from exc
+    return rows
+
+
+def _graph_matches(folder: Path, edge_files: list[Path], n: int, symmetrize: bool) -> bool:
+    """Whether ``folder`` holds the graph ``build_csr`` would build from these files: same
+    files (paths, edge counts, none modified since), ``N``, symmetrize and ``duplicates="drop"``."""
+    meta_path = folder / GRAPH_JSON
+    try:
+        meta = json.loads(meta_path.read_text())
+        built = meta_path.stat().st_mtime_ns
+    except (OSError, ValueError):
+        return False
+    wanted = []
+    for path in edge_files:
+        if path.stat().st_mtime_ns > built:
+            return False
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        wanted.append({"path": str(path.resolve()), "num_edges": int(shape[-1])})
+    return (
+        meta.get("inputs") == wanted
+        and meta.get("num_nodes") == n
+        and bool(meta.get("symmetrize")) == bool(symmetrize)
+        and meta.get("duplicates") == "drop"
+    )
