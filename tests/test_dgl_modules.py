@@ -169,9 +169,13 @@ def test_propagate_cache_like_sgconv_keyed_by_content(dgl, monkeypatch):
     torch.testing.assert_close(
         module(h, feat), sgap_plugins.propagate(h, feat, 2, "ppr", alpha=0.2).transpose(0, 1)
     )
+    module.aggregator.alpha = 0.4  # a parameter changed in place
+    torch.testing.assert_close(
+        module(h, feat), sgap_plugins.propagate(h, feat, 2, "ppr", alpha=0.4).transpose(0, 1)
+    )
     module.k = 1
     assert module(h, feat).shape == (6, 2, 4)
-    assert counter.calls == calls + 2
+    assert counter.calls == calls + 3
     # other sizes and widths
     bigger = ring(dgl, n=7)
     assert module(bigger, bigger.ndata["feat"]).shape == (7, 2, 4)

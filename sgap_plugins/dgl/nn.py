@@ -94,24 +94,26 @@ class SGAPPropagate(nn.Module):
             raise TypeError(
                 f"feat must be a torch.Tensor of shape [N, F], got {type(feat).__name__}"
             )
-        config = f"k={self.k}|{aggregator_identity(self.aggregator)}"
         cache = self._cache if self.cached else None
-        if (
-            cache is not None
-            and cache.config == config
-            and cache.same_inputs(graph, feat, edge_weight)
-        ):
+        if cache is not None and cache.same_call(self, graph, feat, edge_weight):
             return cache.on(feat.device).transpose(0, 1)
         with graph.local_scope(), torch.no_grad():
             csr = dgl_to_csr(graph, edge_weight)
             x = check_features(feat, csr.num_nodes, "feat")
             if not self.cached:
                 return propagate_csr(csr, self.aggregator, x, self.k).transpose(0, 1)
-            key = f"{config}|{graph_fingerprint(csr)}|{content_hash(x)}"
+            key = "|".join(
+                (
+                    f"k={self.k}",
+                    aggregator_identity(self.aggregator),
+                    graph_fingerprint(csr),
+                    content_hash(x),
+                )
+            )
             if cache is None or cache.key != key:
                 hops = propagate_csr(csr, self.aggregator, x, self.k)
-                cache = _HopCache(key=key, config=config, hops=hops)
-            cache.remember_inputs(graph, feat, edge_weight)
+                cache = _HopCache(key=key, hops=hops)
+            cache.remember_call(self, graph, feat, edge_weight)
             self._cache = cache
         return cache.on(feat.device).transpose(0, 1)
 
@@ -139,31 +141,42 @@ def _same_tensor(t: Tensor | None, ref: tuple[weakref.ref[Tensor] | None, int]) 
 class _HopCache:
     """The hops of one propagation and what they were computed from.
 
-    ``key`` fingerprints the content (aggregator identity, ``k``, graph, features);
-    the weak references let a call with the very same, unmodified objects skip hashing (a
-    DGL structure change replaces the graph's index object; an in-place write to a tensor
-    bumps its version counter)."""
+    ``key`` fingerprints the content (``k``, the aggregator's code identity and parameters,
+    the graph, the features). The last call that used the hops is remembered by reference,
+    so a call with the very same, unmodified objects skips the hashing: the same aggregator
+    instance with the same parameters and ``k``, the same graph structure (DGL replaces a
+    graph's index object on every structural change) and the same feature and weight
+    tensors (an in-place write bumps a tensor's version counter)."""
 
     key: str
-    config: str
     hops: Tensor  # [k+1, N, F], contiguous
-    _structure: weakref.ref[Any] | None = None
-    _feat: tuple[weakref.ref[Tensor] | None, int] = (None, -1)
-    _edge_weight: tuple[weakref.ref[Tensor] | None, int] = (None, -1)
+    _call: tuple[Any, ...] | None = None
 
-    def remember_inputs(
-        self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None
+    def remember_call(
+        self, module: SGAPPropagate, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None
     ) -> None:
-        self._structure = weakref.ref(_structure(graph))
-        self._feat = _version_ref(feat)
-        self._edge_weight = _version_ref(edge_weight)
+        self._call = (
+            module.k,
+            module.aggregator,
+            dict(module.aggregator.params),
+            weakref.ref(_structure(graph)),
+            _version_ref(feat),
+            _version_ref(edge_weight),
+        )
 
-    def same_inputs(self, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None) -> bool:
+    def same_call(
+        self, module: SGAPPropagate, graph: dgl.DGLGraph, feat: Tensor, edge_weight: Tensor | None
+    ) -> bool:
+        if self._call is None:
+            return False
+        k, aggregator, params, structure, feat_ref, weight_ref = self._call
         return (
-            self._structure is not None
-            and self._structure() is _structure(graph)
-            and _same_tensor(feat, self._feat)
-            and _same_tensor(edge_weight, self._edge_weight)
+            k == module.k
+            and aggregator is module.aggregator
+            and params == module.aggregator.params
+            and structure() is _structure(graph)
+            and _same_tensor(feat, feat_ref)
+            and _same_tensor(edge_weight, weight_ref)
         )
 
     def on(self, device: torch.device) -> Tensor:
