@@ -29,7 +29,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .graph import GRAPH_ARRAYS, GRAPH_JSON, CSRGraph, index_dtype, write_graph_json
+from .graph import (
+    GRAPH_ARRAYS,
+    GRAPH_JSON,
+    CSRGraph,
+    _check_num_nodes,
+    index_dtype,
+    write_graph_json,
+)
 
 EdgeFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 DUPLICATES = ("sum", "drop")
@@ -94,8 +101,6 @@ def build_csr(
     out = Path(out_dir)
     files = _open_edge_files(edge_files, out)
     if num_nodes is not None:
-        from .graph import _check_num_nodes
-
         num_nodes = _check_num_nodes(num_nodes)
 
     # Pass 1 writes nothing, so every input error is raised before out_dir is touched.
