@@ -176,8 +176,10 @@ class CSRGraph:
 
     def row_index(self) -> Tensor:
         """The destination node of every edge (``int64``, ``[E]``): COO rows of the CSR."""
-        counts = self.rowptr[1:] - self.rowptr[:-1]
-        return torch.repeat_interleave(torch.arange(self.num_nodes), counts)
+        # numpy's repeat: torch.repeat_interleave spreads even a handful of edges over
+        # threads (~12 ms for 7 edges, which the plugin self-checks pay many times).
+        counts = np.diff(self.rowptr.numpy())
+        return torch.from_numpy(np.repeat(np.arange(self.num_nodes, dtype=np.int64), counts))
 
     def with_weights(self, weight: Tensor | None) -> CSRGraph:
         """Same structure, new edge weights (``None`` for unweighted)."""

@@ -19,7 +19,7 @@ from torch import Tensor
 from .config import SGAPConfig
 from .graph import CSRGraph
 from .model import SGAPModel
-from .plugins import resolve_graph_aggregator
+from .plugins import message_aggregator_class
 from .propagation import as_csr_graph, check_features, propagate_csr
 
 
@@ -205,7 +205,9 @@ def run(
     precompute_s = 0.0
     if hops is None:
         start = time.perf_counter()
-        agg = resolve_graph_aggregator(config.ga_pre, **config.ga_pre_params)
+        # Name errors of the model's settings before the (possibly long) propagation.
+        message_aggregator_class(config.ma, argument="ma")
+        agg = config.pre_aggregator()
         hops = propagate_csr(csr, agg, x, config.k_pre)
         precompute_s = time.perf_counter() - start
     elif hops.dim() != 3 or hops.size(0) < config.k_pre + 1 or hops.shape[1:] != x.shape:
