@@ -322,3 +322,23 @@ def test_load_rejects_inconsistent_arrays(tmp_path):
     (folder / "weight.npy").unlink()
     with pytest.raises(FileNotFoundError, match=r"weight\.npy is missing"):
         CSRGraph.load(folder)
+
+
+def test_scatter_argsort_fallback_matches_packed_sort():
+    """Graphs of 2**31+ nodes cannot pack (row, key) into int64 and scatter through an
+    argsort instead; both orders must place every edge at the same position."""
+    rng = np.random.default_rng(11)
+    rows, values = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
+    rowptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=50))])
+    placed = []
+    for bits in (6, 62):  # 62: n.bit_length() + bits > 62 forces the fallback
+        out, cursor = np.full(400, -1), rowptr[:-1].copy()
+        graph_store._scatter_chunk(rows[:150], values[:150], cursor, out, bits)
+        graph_store._scatter_chunk(rows[150:], values[150:], cursor, out, bits)
+        assert np.array_equal(cursor, rowptr[1:])
+        # Each row's slice holds exactly that row's values.
+        for r in range(50):
+            got = np.sort(out[rowptr[r] : rowptr[r + 1]])
+            assert np.array_equal(got, np.sort(values[rows == r]))
+        placed.append(out)
+    assert (placed[0] >= 0).all() and (placed[1] >= 0).all()
