@@ -136,8 +136,9 @@ class AugNormAdj(GraphAggregator):
         if self.keep_isolated and graph.weight is not None and bool((graph.weight == 0).any()):
             # Zero-weight edges carry nothing; dropping them makes a node whose in-edges all
             # weigh zero an empty row, which keep_isolated() then gives its own message.
-            ei, w0 = graph.to_edge_index()
-            graph = CSRGraph.from_edge_index(ei[:, w0 != 0], graph.num_nodes, w0[w0 != 0])
+            ei, _ = graph.to_edge_index()
+            nonzero = graph.weight != 0
+            graph = CSRGraph.from_edge_index(ei[:, nonzero], graph.num_nodes, graph.weight[nonzero])
         deg = graph.in_degree()
         rows = graph.row_index()
         w = torch.ones(graph.num_edges) if graph.weight is None else graph.weight.float()

@@ -44,7 +44,9 @@ class SGAPPropagate(nn.Module):
     of what determines the result (the graph's structure and weights, the features' values,
     the aggregator's code identity and parameters, ``k``) and recomputes when one differs,
     so a different graph of the same size, new feature values or another aggregator never
-    get stale hops. :meth:`clear_cache` frees the cached hops.
+    get stale hops. In-place changes are seen through the tensors' version counters, so a
+    write that bypasses torch (through a NumPy view, say) is not: call :meth:`clear_cache`
+    after one. :meth:`clear_cache` frees the cached hops.
 
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.

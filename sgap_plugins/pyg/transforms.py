@@ -57,8 +57,9 @@ class SGAPPrecompute(BaseTransform):
     :class:`~sgap_plugins.SGAPModel` (``model(data[hops_attr][idx])``); pass
     ``data[hops_attr].transpose(0, 1)`` as ``hops=`` to :func:`sgap_plugins.run`. Like every
     node attribute it follows ``subgraph``, ``Batch.from_data_list`` and the loaders. The
-    tensor is a transposed view of the propagation buffer (no copy); ``x1 … xk`` are then not
-    written, so no hop is stored twice.
+    tensor is a transposed view of the propagation buffer (no copy; hop 0 repeats ``data.x``
+    because the model reads it with the others); ``x1 … xk`` are then not written, so no
+    hop is stored twice.
 
     Every call propagates and returns new tensors; the caller's ``data`` is not modified.
     As a dataset's ``transform=`` that means every ``dataset[i]`` propagates again (PyG's
