@@ -296,6 +296,31 @@ def cost_model(sizes: list[dict], args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------ report
+def targets(report: dict) -> list[dict]:
+    """The issue's targets: every measured propagation peak within the formula, and the
+    papers100M extrapolation (build and propagation) within 16 GiB."""
+    out = [
+        {
+            "target": f"{s['nodes'] / 1e6:g}M nodes: propagation peak ≤ budget + 16·N + 512 MiB",
+            "value_gib": s["propagate"]["peak_anon_bytes"] / 2**30,
+            "limit_gib": s["memory_bound"] / 2**30,
+            "met": s["propagate"]["peak_anon_bytes"] <= s["memory_bound"],
+        }
+        for s in report["sizes"]
+    ]
+    if "model" in report:
+        pp = report["model"]["papers100m"]
+        out.append(
+            {
+                "target": "papers100M extrapolated peak (build and propagation) ≤ 16 GiB",
+                "value_gib": pp["peak_bytes"] / 2**30,
+                "limit_gib": 16.0,
+                "met": pp["peak_bytes"] <= 16 * 2**30,
+            }
+        )
+    return out
+
+
 def gib(b: float) -> str:
     return f"{b / 2**30:.2f}"
 
@@ -403,7 +428,17 @@ def render_inc(report: dict) -> str:
         "",
         f"Disk: edge list {gb(pp['disk_bytes']['edges_int64'])} GB (int64), graph "
         f"{gb(pp['disk_bytes']['graph'])} GB, features {gb(pp['disk_bytes']['x_fp16'])} GB "
-        f"(fp16), kept hops {gb(pp['disk_bytes']['hops_fp16'])} GB (fp16).",
+        f"(fp16), kept hops {gb(pp['disk_bytes']['hops_fp16'])} GB (fp16). The anchors: "
+        + "; ".join(f"{k}: {v}" for k, v in report["anchors"].items())
+        + ".",
+        "",
+        "Targets:",
+        "",
+        *[
+            f"* {t['target']}: {t['value_gib']:.2f} GiB (limit {t['limit_gib']:.2f} GiB) — "
+            + ("met" if t["met"] else "**missed**")
+            for t in report["targets"]
+        ],
         "",
     ]
     return "\n".join(lines)
@@ -446,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     inc = ROOT / "docs" / "benchmarks" / "scale.inc"
     if args.render:
-        inc.write_text(render_inc(json.loads(Path(args.render).read_text())))
+        report = json.loads(Path(args.render).read_text())
+        report["targets"] = targets(report)
+        inc.write_text(render_inc(report))
         return 0
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
@@ -488,6 +525,24 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append(size)
         if not args.keep:
             shutil.rmtree(data)
+        report = write_report(command, args, sizes, inc)  # after every size: partial results
+    print_table(report)
+    if "model" in report:
+        pp = report["model"]["papers100m"]
+        print(
+            f"papers100M: build {pp['build_seconds'] / 60:.0f} min, peak "
+            f"{gib(pp['build_peak_bytes'])} GiB; propagate "
+            f"{pp['propagate_seconds'] / 3600:.1f} h within {gib(pp['propagate_memory_bound'])} GiB"
+        )
+    for t in report["targets"]:
+        print(
+            f"target: {t['target']}: {t['value_gib']:.2f} GiB -> {'met' if t['met'] else 'MISSED'}"
+        )
+    print(f"wrote {args.out_json}" + ("" if args.no_docs else f" and {inc}"))
+    return 0
+
+
+def write_report(command: str, args: argparse.Namespace, sizes: list[dict], inc: Path) -> dict:
     report = {
         "command": command,
         "machine": {
@@ -506,21 +561,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     if len(sizes) >= 2:
         report["model"] = cost_model(sizes, args)
-    print_table(report)
+    report["targets"] = targets(report)
     out = Path(args.out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    if "model" in report:
-        pp = report["model"]["papers100m"]
-        print(
-            f"papers100M: build {pp['build_seconds'] / 60:.0f} min, peak "
-            f"{gib(pp['build_peak_bytes'])} GiB; propagate "
-            f"{pp['propagate_seconds'] / 3600:.1f} h within {gib(pp['propagate_memory_bound'])} GiB"
-        )
-        if not args.no_docs:
-            inc.write_text(render_inc(report))
-    print(f"wrote {out}" + ("" if args.no_docs or "model" not in report else f" and {inc}"))
-    return 0
+    if "model" in report and not args.no_docs:
+        inc.write_text(render_inc(report))
+    return report
 
 
 if __name__ == "__main__":
