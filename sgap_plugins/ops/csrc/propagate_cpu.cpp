@@ -107,6 +107,12 @@ template <typename index_t, typename out_t>
 void hop_rows_any(const Problem& pb, const index_t* col, const float* prev, int64_t ld, float* cur,
                   out_t* out_hop, int64_t c0, int64_t nb, int64_t rb, int64_t re) {
   switch (nb) {
+    case 4:  // narrow blocks come from small memory budgets (one block of many columns)
+      hop_rows<4, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
+    case 8:
+      hop_rows<8, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+      break;
     case 16:
       hop_rows<16, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
       break;
