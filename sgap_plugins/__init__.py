@@ -17,6 +17,7 @@ from .core import (
     propagate,
     run,
 )
+from .core.hop_folder import load_hops
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "TrainResult",
     "__version__",
     "hookimpl",
+    "load_hops",
     "preset",
     "propagate",
     "run",

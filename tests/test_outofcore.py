@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import sgap_plugins
 from sgap_plugins import ops
 from sgap_plugins.cli import main
 from sgap_plugins.core.graph import CSRGraph
@@ -233,7 +234,7 @@ def test_precompute_writes_a_folder_that_load_hops_maps(tmp_path):
 def test_all_rows_by_default(tmp_path):
     edge_index, x, _ = random_problem()
     precompute(edge_index, x, 2, "triangle", out=tmp_path, progress=False)
-    hops, ids = load_hops(tmp_path, with_rows=True)
+    hops, ids = sgap_plugins.load_hops(tmp_path, with_rows=True)  # the top-level export
     assert torch.equal(hops, propagate(edge_index, x, 2, "triangle"))
     assert torch.equal(ids, torch.arange(x.size(0)))
 
