@@ -30,6 +30,7 @@ def engine(out: Path, max_evals: int, **kwargs) -> SearchEngine:
     kwargs.setdefault("base_config", FAST)
     kwargs.setdefault("progress", False)
     kwargs.setdefault("hop_cache", out.parent / "hops")
+    kwargs.setdefault("presets", False)
     return SearchEngine(small_graph(), out, max_evals, **kwargs)
 
 

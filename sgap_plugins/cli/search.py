@@ -7,12 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..core.config import PRESETS
 from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
 from ..core.search.engine import DEFAULT_BASE_CONFIG
-from ..core.search.evaluation import evaluate_presets
-from ..core.search.report import front_table, plot_pareto, write_pareto_json, write_trials_csv
-from ..datasets import cache_dir, load_dataset
+from ..core.search.report import front_table
+from ..datasets import load_dataset
 from .common import add_dataset_args, parse_params
 
 
@@ -95,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     )
     data = load_dataset(args.dataset, args.data_root, args.split_seed)
     out = Path(args.out)
+    # the engine writes every output (pareto.json, trials.csv, pareto.png, presets.json),
+    # exactly as the Python API does; hop stores go to $SGAP_CACHE/hops by default
     engine = SearchEngine(
         data,
         out,
@@ -106,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         seed=args.seed,
         trial_timeout=args.trial_timeout,
-        hop_cache=cache_dir() / "hops",
         resume=args.resume,
         progress=not args.no_progress,
+        data_root=args.data_root,
+        split_seed=args.split_seed,
+        presets=not args.no_presets,
     )
     print(
         f"search: {data.name} ({data.num_nodes} nodes), {space}, objectives {objectives}"
@@ -128,16 +130,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    write_pareto_json(result, out / "pareto.json")
-    write_trials_csv(result, out / "trials.csv")
-    references = {} if args.no_presets else _presets(engine, out)
-    if len(objectives) >= 2:
-        plot_pareto(
-            result,
-            out / "pareto.png",
-            references=references,
-            title=f"{data.name}: {len(result.trials)} trials",
-        )
     if args.json:
         print(json.dumps(result.pareto_json()))
         return 0
@@ -147,30 +139,7 @@ def run(args: argparse.Namespace) -> int:
         f"hypervolume {result.hypervolume:.6g}"
     )
     print(front_table(result))
-    print(f"wrote {out / 'pareto.json'}, {out / 'trials.csv'}, {out / 'pareto.png'}")
-    print(
-        f"retrain a front member: sgap train --dataset {data.name} "
-        f"--config {out / 'pareto.json'} --index 0"
-    )
+    written = [p for p in ("pareto.json", "trials.csv", "pareto.png") if (out / p).exists()]
+    print(f"wrote {', '.join(str(out / p) for p in written)}")
+    print(f"retrain a front member: sgap train --config {out / 'pareto.json'} --index 0")
     return 0
-
-
-def _presets(engine: SearchEngine, out: Path) -> dict[str, dict[str, float]]:
-    """Objectives of the presets on the search's hop stores (cached in ``presets.json``),
-    marked on the plot for comparison."""
-    path = out / "presets.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("seed") == engine.seed and cached.get("presets"):
-            return cached["presets"]
-    print("evaluating the presets for comparison ...", file=sys.stderr)
-    ctx = engine.prepare()
-    # The presets' architectures and training hyperparameters with the search's training
-    # budget (epochs, patience), so that they compare with the trials on equal terms.
-    configs = {
-        name: cfg.replace(epochs=engine.base_config.epochs, patience=engine.base_config.patience)
-        for name, cfg in PRESETS.items()
-    }
-    refs = evaluate_presets(ctx, engine.space.graph_aggregators, configs, engine.seed)
-    path.write_text(json.dumps({"seed": engine.seed, "presets": refs}, indent=2))
-    return refs

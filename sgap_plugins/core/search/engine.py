@@ -16,6 +16,18 @@ plain sequential TPE; with more it is a fixed-lag batch scheme, so a fixed seed 
 same proposals whatever the finishing order — as long as the objectives themselves are
 deterministic (``val_error``, ``params``, ``peak_memory`` are; measured times are not).
 
+**Outputs.** :meth:`SearchEngine.run` ends by writing ``pareto.json``, ``trials.csv``,
+``pareto.png`` and ``presets.json`` to the output folder
+(:func:`~sgap_plugins.core.search.report.write_outputs`), so the Python API and ``sgap
+search`` leave the same folder. ``search.json`` and ``pareto.json`` record the dataset
+(:func:`~sgap_plugins.core.search.evaluation.dataset_record`) for ``sgap train --config``.
+
+**Worker processes.** The default executor starts its workers with ``spawn``, which
+re-imports the main script in every worker: a script must run the search under
+``if __name__ == "__main__":``. Without it, :meth:`SearchEngine.run` raises an error saying
+so (in the worker, and in the main process when the workers fail to start) instead of a
+``FileExistsError`` or a broken pipe.
+
 **Durability.** Every outcome is appended to ``<out>/trials.jsonl``
 (:mod:`~sgap_plugins.core.search.journal`) before the next proposal. ``resume=True`` reads
 it back, keeps every finished trial and proposes only the missing trial numbers, so an
@@ -27,18 +39,30 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..._cache import cache_dir
 from ..config import PRESETS, SGAPConfig
 from ..synthetic import NodeDataset
-from .evaluation import DEFAULT_MEMORY_BUDGET, OBJECTIVES, HopStore, TrialContext, evaluate_trial
+from .evaluation import (
+    DEFAULT_MEMORY_BUDGET,
+    OBJECTIVES,
+    HopStore,
+    TrialContext,
+    dataset_record,
+    evaluate_presets,
+    evaluate_trial,
+)
 from .executors import Executor, LocalProcessPool, TrialFn, TrialJob, TrialOutcome
 from .journal import Journal, Trial, read_trials
+from .report import write_outputs
 from .result import SearchResult
 from .scalarization import FAIL_LOSS, chebyshev, constrained_loss, normalise
 from .space import DesignSpace
@@ -54,6 +78,18 @@ DEFAULT_BASE_CONFIG = SGAPConfig(
     patience=50,
 )
 
+MAIN_GUARD_HELP = (
+    "the search was started while a worker process was importing the main script. Worker "
+    "processes are started with 'spawn', which re-imports the script that runs the search; "
+    'put the search under `if __name__ == "__main__":` (see docs/search.rst, Python API)'
+)
+
+
+def _importing_main() -> bool:
+    """Whether this process is a spawned child still importing the parent's main module
+    (the state in which ``multiprocessing`` itself refuses to start processes)."""
+    return bool(getattr(mp.current_process(), "_inheriting", False))
+
 
 # ---------------------------------------------------------------------- engine
 class SearchEngine:
@@ -61,7 +97,8 @@ class SearchEngine:
 
     Args:
         data: the dataset.
-        out: output folder (``search.json``, ``trials.jsonl``, the trial context).
+        out: output folder (``search.json``, ``trials.jsonl``, the trial context, and at the
+            end ``pareto.json``, ``trials.csv``, ``pareto.png``, ``presets.json``).
         max_evals: the number of trials the search ends with.
         objectives: a subset of ``val_error, inference_time, train_time, peak_memory,
             params``; ``val_error`` is required.
@@ -76,7 +113,8 @@ class SearchEngine:
             it as failed.
         n_startup: random proposals before TPE takes over (default ``min(20, max_evals//4)``,
             at least 1).
-        hop_cache: folder of the hop stores (default ``<out>/hops``).
+        hop_cache: folder of the hop stores (default ``$SGAP_CACHE/hops``,
+            :func:`sgap_plugins._cache.cache_dir`; shared by every search on the same data).
         memory_budget: fp32 bytes of one store above which it is fp16 and memory-mapped.
         resume: continue the search recorded in ``out``; otherwise ``out`` must not hold
             one already.
@@ -87,6 +125,12 @@ class SearchEngine:
         executor: where the trials run (an :class:`~sgap_plugins.core.search.executors.Executor`);
             default ``LocalProcessPool(workers, trial_fn, trial_timeout)``. Its capacity
             replaces ``workers`` in the proposal lag.
+        data_root, split_seed: the arguments ``data`` was loaded with
+            (:func:`sgap_plugins.datasets.load_dataset`), recorded with the dataset's name
+            and split fingerprint under ``"dataset"`` in ``search.json`` and ``pareto.json``
+            (:func:`~sgap_plugins.core.search.evaluation.dataset_record`).
+        presets: evaluate the presets on the search's hop stores with its training budget
+            at the end (``presets.json``, stars on ``pareto.png``).
     """
 
     def __init__(
@@ -108,6 +152,9 @@ class SearchEngine:
         progress: bool = True,
         trial_fn: TrialFn = evaluate_trial,
         executor: Executor | None = None,
+        data_root: str | Path | None = None,
+        split_seed: int = 0,
+        presets: bool = True,
     ) -> None:
         objectives = list(objectives)
         unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -145,19 +192,21 @@ class SearchEngine:
         self.seed = int(seed)
         self._n_startup_given = n_startup is not None
         self.n_startup = n_startup if n_startup is not None else max(1, min(20, max_evals // 4))
-        self.hop_cache = Path(hop_cache) if hop_cache is not None else self.out / "hops"
+        self.hop_cache = Path(hop_cache) if hop_cache is not None else cache_dir() / "hops"
         self.memory_budget = int(memory_budget)
         self.resume = resume
         self.progress = progress
+        self.dataset = dataset_record(data, data_root, split_seed)
+        self.presets = presets
         self._domain: Any = None
+        self._context: TrialContext | None = None
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
         """What defines the search (``resume`` checks it; ``max_evals`` and ``workers`` may
         change between runs)."""
         return {
-            "dataset": self.data.name,
-            "num_nodes": self.data.num_nodes,
+            "dataset": self.dataset,
             "objectives": self.objectives,
             "budgets": self.budgets,
             "seed": self.seed,
@@ -166,10 +215,12 @@ class SearchEngine:
             "n_startup": self.n_startup,
         }
 
-    def _check_settings(self) -> None:
+    def _check_settings(self, has_trials: bool) -> None:
+        """Check ``out`` against this search and write ``search.json``. A folder whose
+        ``search.json`` has no finished trial (a search that failed to start) is taken over."""
         path = self.out / "search.json"
         settings = self.settings()
-        if path.exists():
+        if path.exists() and has_trials:
             if not self.resume:
                 raise FileExistsError(
                     f"{self.out} already holds a search; pass resume=True (--resume) to continue "
@@ -180,6 +231,9 @@ class SearchEngine:
                 # the default depends on max_evals, which a resumed search may raise
                 self.n_startup = stored["n_startup"]
                 settings["n_startup"] = self.n_startup
+            # the data root is how the data was found, not what it is (name, size, split)
+            if isinstance(stored.get("dataset"), dict):
+                stored["dataset"] = {**stored["dataset"], "data_root": self.dataset["data_root"]}
             diff = sorted(
                 k for k in settings if stored.get(k) != json.loads(json.dumps(settings[k]))
             )
@@ -262,32 +316,60 @@ class SearchEngine:
     # ------------------------------------------------------------------ running
     def prepare(self) -> TrialContext:
         """Propagate (or reuse) the hop store of every graph aggregator of the space and
-        write the trial context (graph, labels, splits) to ``<out>/context``."""
-        store = HopStore(self.hop_cache, self.data, self.memory_budget)
-        k = self.space.ranges["k_pre"][1]
-        return TrialContext.create(
-            store,
-            self.space.graph_aggregators,
-            k,
-            self.out / "context",
-            self.memory_budget,
-            progress=self.progress,
-        )
+        write the trial context (graph, labels, splits) to ``<out>/context``; once per
+        engine (the presets reuse the trials' context)."""
+        if self._context is None:
+            store = HopStore(self.hop_cache, self.data, self.memory_budget)
+            k = self.space.ranges["k_pre"][1]
+            self._context = TrialContext.create(
+                store,
+                self.space.graph_aggregators,
+                k,
+                self.out / "context",
+                self.memory_budget,
+                progress=self.progress,
+            )
+        return self._context
+
+    def reference_presets(self) -> dict[str, dict[str, float]]:
+        """Objectives, validation and test accuracy of the presets on the search's hop
+        stores, with the search's training budget (epochs, patience) so that they compare
+        with the trials on equal terms; cached in ``<out>/presets.json`` per seed."""
+        path = self.out / "presets.json"
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached.get("seed") == self.seed and cached.get("presets"):
+                return dict(cached["presets"])
+        if self.progress:
+            print("evaluating the presets for comparison ...", file=sys.stderr, flush=True)
+        configs = {
+            name: cfg.replace(epochs=self.base_config.epochs, patience=self.base_config.patience)
+            for name, cfg in PRESETS.items()
+        }
+        refs = evaluate_presets(self.prepare(), self.space.graph_aggregators, configs, self.seed)
+        path.write_text(json.dumps({"seed": self.seed, "presets": refs}, indent=2))
+        return refs
 
     def run(self) -> SearchResult:
-        """Run (or resume) the search until ``max_evals`` trials are recorded.
+        """Run (or resume) the search until ``max_evals`` trials are recorded, then write
+        the outputs (``pareto.json``, ``trials.csv``, ``pareto.png``, ``presets.json``).
 
         Raises:
             FileExistsError: ``out`` holds a search and ``resume`` is off.
             ValueError: the search in ``out`` differs from this one, or its
                 ``trials.jsonl`` holds a corrupt record
                 (:class:`~sgap_plugins.core.search.journal.JournalError`).
+            RuntimeError: called in a worker process re-importing the main script (a
+                script without ``if __name__ == "__main__":``), or the workers could not
+                start.
         """
-        self._check_settings()
+        if _importing_main():
+            raise RuntimeError(f"SearchEngine.run(): {MAIN_GUARD_HELP}")
         journal_path = self.out / "trials.jsonl"
         done: dict[int, Trial] = {}
         for t in read_trials(journal_path):
             done.setdefault(t.trial, t)  # the first record of a trial number wins
+        self._check_settings(has_trials=bool(done))
         todo = [n for n in range(self.max_evals) if n not in done]
         executor = self.executor
         if executor.capacity < 1:
@@ -334,7 +416,11 @@ class SearchEngine:
             if bar is not None:
                 bar.close()
         trials = [done[i] for i in sorted(done) if i < self.max_evals]
-        return SearchResult.from_trials(trials, self.objectives, self.budgets)
+        result = SearchResult.from_trials(trials, self.objectives, self.budgets, self.dataset)
+        references = self.reference_presets() if self.presets else {}
+        title = f"{self.data.name}: {len(result.trials)} trials"
+        write_outputs(result, self.out, references=references, title=title)
+        return result
 
     def _record(
         self, outcome: TrialOutcome, point: dict[str, Any], config: dict[str, Any]

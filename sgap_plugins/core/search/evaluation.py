@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,36 @@ def dataset_fingerprint(data: NodeDataset, graph: CSRGraph | None = None) -> str
     features (labels and splits do not enter propagation)."""
     csr = graph if graph is not None else CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
     return f"{data.name}-{graph_fingerprint(csr)[:16]}-{content_hash(data.x, digest_size=8)}"
+
+
+def split_fingerprint(data: NodeDataset) -> str:
+    """A content hash of the labels and the train/validation/test masks: which nodes a model
+    is trained, selected and tested on. Two loads of a dataset give the same fingerprint
+    exactly when they give the same split (e.g. the same ``split_seed``)."""
+    masks = (data.train_mask.bool(), data.val_mask.bool(), data.test_mask.bool())
+    return content_hash(data.y.long(), *masks, digest_size=8)
+
+
+def dataset_record(
+    data: NodeDataset, data_root: str | Path | None = None, split_seed: int = 0
+) -> dict[str, Any]:
+    """What a search records about its dataset (``search.json`` and ``pareto.json``, key
+    ``"dataset"``), so that a front member can be retrained on the same graph and split::
+
+        {"name": "cora", "data_root": null, "split_seed": 0,
+         "num_nodes": 2708, "split": "<split_fingerprint>"}
+
+    ``name``, ``data_root`` (as given; ``null`` for the default ``$SGAP_DATA_ROOT``) and
+    ``split_seed`` are the arguments of :func:`sgap_plugins.datasets.load_dataset` that load
+    it again; ``num_nodes`` and ``split`` (:func:`split_fingerprint`) identify what was
+    loaded, so a reload with other arguments is detected."""
+    return {
+        "name": data.name,
+        "data_root": None if data_root is None else str(data_root),
+        "split_seed": int(split_seed),
+        "num_nodes": data.num_nodes,
+        "split": split_fingerprint(data),
+    }
 
 
 @dataclass(frozen=True)
@@ -323,7 +354,9 @@ class HopStore:
             start = time.perf_counter()
             entries[c.label] = self.entry(c, k)
             if progress:
-                print(f"hops {c.label}: ready in {time.perf_counter() - start:.1f} s", flush=True)
+                # progress is for the terminal; stdout carries the result (``--json``)
+                secs = time.perf_counter() - start
+                print(f"hops {c.label}: ready in {secs:.1f} s", file=sys.stderr, flush=True)
         return entries
 
 

@@ -109,10 +109,21 @@ class Executor(Protocol):
 
 
 # ---------------------------------------------------------------------- the local pool
+_READY = "ready"
+STARTUP_TIMEOUT = 300.0  # seconds for a new worker to import torch and load the plugins
+
+# Why a worker can die before it runs anything: spawn re-imports the main module first.
+STARTUP_HELP = (
+    "worker processes are started with 'spawn', which re-imports the main script first: if "
+    'the search runs from a script, put it under `if __name__ == "__main__":`; the '
+    "worker's own traceback is printed above"
+)
+
+
 def _worker_main(conn: Connection, trial_fn: TrialFn) -> None:
     """A worker process: import and load the plugins while the main process prepares the
-    hop stores, receive the :class:`TrialContext`, then run jobs until told to stop
-    (``None``) or the main process goes away (EOF)."""
+    hop stores, say it is ready, receive the :class:`TrialContext`, then run jobs until told
+    to stop (``None``) or the main process goes away (EOF)."""
     import torch
 
     from ..plugins import registry
@@ -123,6 +134,7 @@ def _worker_main(conn: Connection, trial_fn: TrialFn) -> None:
     torch.set_num_threads(1)
     registry()
     try:
+        conn.send(_READY)
         ctx = conn.recv()
     except (EOFError, KeyboardInterrupt):
         return
@@ -191,7 +203,7 @@ class LocalProcessPool:
         self._ctx = prepare()
         for slot in self._slots:
             if slot is not None:
-                slot.conn.send(self._ctx)
+                self._handshake(slot)
 
     def submit(self, job: TrialJob) -> None:
         i = next(
@@ -205,7 +217,7 @@ class LocalProcessPool:
         slot = self._slots[i]
         if slot is None:  # never started, or replaced after a timeout or crash
             slot = self._slots[i] = self._spawn()
-            slot.conn.send(self._ctx)
+            self._handshake(slot)
         slot.conn.send(job)
         slot.job, slot.started = job, time.monotonic()
 
@@ -252,6 +264,29 @@ class LocalProcessPool:
         proc.start()
         child.close()
         return _Worker(proc, parent)
+
+    def _handshake(self, slot: _Worker) -> None:
+        """Wait for a new worker to be ready, then send it the context.
+
+        Raises:
+            RuntimeError: the worker exited (or hung) before it was ready, e.g. because
+                re-importing the main script failed; no trial could run on it.
+        """
+        try:
+            ready = slot.conn.poll(STARTUP_TIMEOUT) and slot.conn.recv() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if ready:
+            try:
+                slot.conn.send(self._ctx)
+                return
+            except (BrokenPipeError, OSError):
+                pass
+        self._stop(slot, kill=True)
+        raise RuntimeError(
+            f"a search worker process failed to start (exit code {slot.proc.exitcode}); "
+            + STARTUP_HELP
+        )
 
     @staticmethod
     def _stop(slot: _Worker, kill: bool = False) -> None:

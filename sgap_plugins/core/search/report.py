@@ -1,10 +1,12 @@
-"""Search outputs: ``pareto.json``, ``trials.csv``, ``pareto.png`` and a terminal table."""
+"""Search outputs: ``pareto.json``, ``trials.csv``, ``pareto.png`` (:func:`write_outputs`,
+what every search writes, from the CLI or the Python API alike) and a terminal table."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,34 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_outputs(
+    result: SearchResult,
+    out: str | Path,
+    references: Mapping[str, Mapping[str, float]] | None = None,
+    title: str | None = None,
+) -> list[Path]:
+    """Write the outputs of a finished search to ``out`` and return their paths:
+    ``pareto.json`` (:meth:`SearchResult.pareto_json`), ``trials.csv`` and, for two or more
+    objectives, ``pareto.png`` with ``references`` as stars (:func:`plot_pareto`; skipped
+    with a warning when matplotlib is not installed)."""
+    out = Path(out)
+    written = [out / "pareto.json", out / "trials.csv"]
+    write_pareto_json(result, written[0])
+    write_trials_csv(result, written[1])
+    if len(result.objectives) >= 2:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            warnings.warn(
+                "matplotlib is not installed: no pareto.png (pip install 'sgap-plugins[search]')",
+                stacklevel=2,
+            )
+        else:
+            plot_pareto(result, out / "pareto.png", references=references, title=title)
+            written.append(out / "pareto.png")
+    return written
 
 
 def write_pareto_json(result: SearchResult, path: str | Path) -> None:

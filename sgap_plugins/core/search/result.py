@@ -14,13 +14,15 @@ from .pareto import hypervolume, non_dominated
 
 @dataclass
 class SearchResult:
-    """The finished trials of a search and its exact Pareto front."""
+    """The finished trials of a search and its exact Pareto front; ``dataset`` is the
+    search's record of its data (:func:`~sgap_plugins.core.search.evaluation.dataset_record`)."""
 
     trials: list[Trial]
     objectives: list[str]
     front: list[Trial]
     hypervolume: float
     reference: list[float]
+    dataset: dict[str, Any] | None = None
 
     @classmethod
     def from_trials(
@@ -28,6 +30,7 @@ class SearchResult:
         trials: Sequence[Trial],
         objectives: Sequence[str],
         budgets: Mapping[str, float] | None = None,
+        dataset: Mapping[str, Any] | None = None,
     ) -> SearchResult:
         """Front and hypervolume over the finished trials (in ``constrained`` mode only the
         trials within every budget). The reference point is the worst value of each
@@ -35,8 +38,9 @@ class SearchResult:
         trials = sorted(trials, key=lambda t: t.trial)
         ok = [t for t in trials if t.status == "ok"]
         objectives = list(objectives)
+        record = dict(dataset) if dataset is not None else None
         if not ok:
-            return cls(list(trials), objectives, [], 0.0, [])
+            return cls(list(trials), objectives, [], 0.0, [], record)
         vals = np.array([[t.objectives[o] for o in objectives] for t in ok])
         reference = vals.max(axis=0)
         eligible = list(range(len(ok)))
@@ -50,7 +54,7 @@ class SearchResult:
             (ok[i] for i in front_idx), key=lambda t: [t.objectives[o] for o in objectives]
         )
         hv = hypervolume(vals[front_idx], reference * (1 + 1e-9) + 1e-12) if front_idx else 0.0
-        return cls(list(trials), objectives, front, hv, reference.tolist())
+        return cls(list(trials), objectives, front, hv, reference.tolist(), record)
 
     @property
     def best(self) -> Trial | None:
@@ -58,9 +62,12 @@ class SearchResult:
         return min(ok, key=lambda t: (t.objectives["val_error"], t.trial)) if ok else None
 
     def pareto_json(self) -> dict[str, Any]:
-        """``{"objectives", "points": [{"config", "point", "objectives", "test_acc", "val_acc",
-        "trial"}], "hypervolume", "reference"}``."""
+        """``{"dataset", "objectives", "points": [{"config", "point", "objectives", "test_acc",
+        "val_acc", "trial"}], "hypervolume", "reference"}``; ``"dataset"`` (the
+        :func:`~sgap_plugins.core.search.evaluation.dataset_record`) only when known."""
+        head = {} if self.dataset is None else {"dataset": self.dataset}
         return {
+            **head,
             "objectives": self.objectives,
             "points": [
                 {
