@@ -358,3 +358,107 @@ def test_missing_dataset_in_root_is_a_clear_error(capsys, tmp_path, monkeypatch)
     assert code == 2 and out == ""
     assert "not found" in err and "CiteSeer" in err and "--data-root" in err
     assert not any(empty.iterdir())
+
+
+# ---------------------------------------------------------------------------- train --hops
+def test_train_on_a_hop_folder_equals_training_on_the_dataset(capsys, tmp_path):
+    """Selected rows (train + val + test, shuffled) precomputed into a folder, labels and the
+    split as positions into those rows: the same model, batches and numbers as training on
+    the dataset in memory."""
+    data = csbm(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    parts = [m.nonzero().flatten() for m in (data.train_mask, data.val_mask, data.test_mask)]
+    parts = [p[torch.randperm(p.numel(), generator=gen)] for p in parts]
+    rows = torch.cat(parts)
+    np.save(tmp_path / "rows.npy", rows.numpy())
+    np.save(tmp_path / "y.npy", data.y[rows].numpy())
+    bounds = np.cumsum([0] + [p.numel() for p in parts])
+    split = {
+        name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(["train", "val", "test"])
+    }
+    np.savez(tmp_path / "split.npz", **split)
+    for name, idx in split.items():
+        np.save(tmp_path / f"{name}.npy", idx)
+    config = str(small_config(tmp_path))
+    folder = str(tmp_path / "hops")
+    argv = ["precompute", "--dataset", "csbm", "-k", "3", "--rows", str(tmp_path / "rows.npy")]
+    assert run_cli(capsys, *argv, "--out", folder, "--no-progress")[0] == 0
+    code, out, err = run_cli(capsys, "train", "--dataset", "csbm", "--config", config, "--json")
+    assert code == 0, err
+    expected = json.loads(out)
+    labels = ["--labels", str(tmp_path / "y.npy")]
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--hops",
+        folder,
+        *labels,
+        "--split",
+        str(tmp_path / "split.npz"),
+        "--config",
+        config,
+        "--json",
+    )
+    assert code == 0, err
+    on_hops = json.loads(out)
+    for key in ("train_acc", "val_acc", "test_acc", "best_epoch", "num_params"):
+        assert on_hops[key] == expected[key], key
+    # The three flags instead of --split; the human-readable report.
+    idx = [f"--{n}-idx={tmp_path / n}.npy" for n in ("train", "val", "test")]
+    code, out, err = run_cli(capsys, "train", "--hops", folder, *labels, *idx, "--config", config)
+    assert code == 0, err
+    assert f"test {expected['test_acc']:.4f}" in out
+
+
+def test_train_on_hops_errors(capsys, tmp_path):
+    data = csbm(seed=0)
+    folder = tmp_path / "hops"
+    rows = np.arange(0, 20000, 7)
+    np.save(tmp_path / "rows.npy", rows)
+    argv = ["precompute", "--dataset", "csbm", "-k", "3", "--rows", str(tmp_path / "rows.npy")]
+    assert run_cli(capsys, *argv, "--out", str(folder), "--no-progress")[0] == 0
+    np.save(tmp_path / "y.npy", data.y[rows].numpy())
+    np.save(tmp_path / "short.npy", data.y[:10].numpy())
+    np.save(tmp_path / "tr.npy", np.arange(50))
+    np.save(tmp_path / "bad.npy", np.array([1, 1]))
+    np.save(tmp_path / "far.npy", np.array([len(rows)]))
+    base = ["train", "--hops", str(folder), "--val-idx", str(tmp_path / "tr.npy")]
+    base += ["--test-idx", str(tmp_path / "tr.npy")]
+    cases = [
+        (
+            [
+                *base,
+                "--labels",
+                str(tmp_path / "y.npy"),
+                "--train-idx",
+                str(tmp_path / "tr.npy"),
+                "--preset",
+                "sign",
+            ],
+            "needs k_pre=4 hops but",
+        ),
+        ([*base, "--train-idx", str(tmp_path / "tr.npy")], "--hops needs --labels"),
+        (
+            [
+                *base,
+                "--labels",
+                str(tmp_path / "short.npy"),
+                "--train-idx",
+                str(tmp_path / "tr.npy"),
+            ],
+            f"--labels must hold {len(rows)} integers",
+        ),
+        (
+            [*base, "--labels", str(tmp_path / "y.npy"), "--train-idx", str(tmp_path / "bad.npy")],
+            "--train-idx repeats 1 node id(s)",
+        ),
+        (
+            [*base, "--labels", str(tmp_path / "y.npy"), "--train-idx", str(tmp_path / "far.npy")],
+            f"positions into the hop folder's {len(rows)} rows",
+        ),
+        (["train", "--hops", str(tmp_path)], "not a finished hop folder"),
+        (["train", "--labels", str(tmp_path / "y.npy")], "--labels applies to --hops DIR"),
+    ]
+    for argv, message in cases:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and message in err, (message, err)

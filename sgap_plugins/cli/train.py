@@ -1,14 +1,25 @@
-"""``sgap train``: precompute, train, infer and post-process one SGAP model."""
+"""``sgap train``: precompute, train, infer and post-process one SGAP model, on a dataset
+or on a hop folder written by ``sgap precompute`` (``--hops DIR``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from ..core.config import PRESETS, SGAPConfig, preset
+from ..core.graph import GRAPH_JSON, CSRGraph
+from ..core.hop_folder import load_hops, read_manifest
+from ..core.propagation import check_rows
+from ..core.trainer import TrainResult, fit_and_evaluate
 from ..core.trainer import run as run_pipeline
 from ..datasets import load_dataset
-from .common import add_dataset_args
+from .common import add_dataset_args, npy_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,6 +33,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--index", type=int, default=None, help="front member of a pareto.json --config")
     add_dataset_args(p)
+    p.set_defaults(dataset=None)  # csbm unless --hops is given
+    p.add_argument(
+        "--hops",
+        metavar="DIR",
+        help="train on a hop folder of `sgap precompute` (memory-mapped, mini-batches) instead "
+        "of a dataset; needs --labels and a split",
+    )
+    p.add_argument("--labels", metavar="Y.npy", help="with --hops: int labels of the folder's rows")
+    for part in ("train", "val", "test"):
+        p.add_argument(
+            f"--{part}-idx",
+            metavar=f"{part.upper()}.npy",
+            help=f"with --hops: {part} rows, as positions 0..R-1 of the folder's rows (int) or a "
+            "boolean mask [R]",
+        )
+    p.add_argument(
+        "--split",
+        metavar="SPLIT.npz",
+        help="with --hops: the three splits in one .npz (arrays train, val, test)",
+    )
     p.add_argument("--seed", type=int, default=0, help="model/training seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -47,7 +78,12 @@ def load_config(args: argparse.Namespace) -> tuple[str, SGAPConfig]:
 
 def run(args: argparse.Namespace) -> int:
     label, config = load_config(args)
-    data = load_dataset(args.dataset, args.data_root, args.split_seed)
+    if args.hops is not None:
+        return run_on_hops(args, label, config)
+    for flag in ("labels", "train_idx", "val_idx", "test_idx", "split"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to --hops DIR; drop it")
+    data = load_dataset(args.dataset or "csbm", args.data_root, args.split_seed)
     _, result = run_pipeline(
         data.edge_index,
         data.x,
@@ -82,5 +118,147 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"time (s)  precompute {result.precompute_s:.3f}  train {result.train_s:.3f}  "
         f"inference {result.inference_s:.3f}  postprocess {result.postprocess_s:.3f}"
+    )
+    return 0
+
+
+def run_on_hops(args: argparse.Namespace, label: str, config: SGAPConfig) -> int:
+    """Train, infer (and post-process, when the folder holds every node and its graph) on a
+    hop folder: mini-batches gathered from the memory-mapped ``hops.npy``."""
+    if args.dataset is not None:
+        raise ValueError("pass either --dataset or --hops, not both")
+    folder = Path(args.hops)
+    manifest = read_manifest(folder)
+    hops = load_hops(folder)
+    assert isinstance(hops, torch.Tensor)
+    k, num_rows = int(manifest["k"]), hops.size(1)
+    if config.k_pre > k:
+        raise ValueError(
+            f"{label} needs k_pre={config.k_pre} hops but {folder} holds k={k}; precompute "
+            f"with -k {config.k_pre} or more, or choose a model with k_pre <= {k}"
+        )
+    y = _labels(args.labels, num_rows)
+    train_idx, val_idx, test_idx = _split(args, num_rows)
+    for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        if idx.numel() and int(y[idx].min()) < 0:
+            raise ValueError(f"--labels has negative labels at {name} rows; label every one")
+    graph = _post_graph(folder, manifest, config, label)
+    if manifest["aggregator"] != config.ga_pre:
+        print(
+            f"sgap train: note: {folder} was propagated with {manifest['aggregator']}; "
+            f"{label}'s ga_pre={config.ga_pre} is not used",
+            file=sys.stderr,
+        )
+    labelled = torch.cat([train_idx, val_idx, test_idx])
+    _, result = fit_and_evaluate(
+        graph,
+        hops[: config.k_pre + 1],
+        y,
+        train_idx,
+        val_idx,
+        test_idx,
+        config,
+        seed=args.seed,
+        num_classes=int(y[labelled].max()) + 1,
+    )
+    result.precompute_s = float(manifest["timings"]["propagate_s"])  # as recorded
+    return _report(args, str(folder), label, config, result, hops.shape)
+
+
+def _labels(path: str | None, num_rows: int) -> torch.Tensor:
+    if path is None:
+        raise ValueError("--hops needs --labels Y.npy (an int label per row of the folder)")
+    y = np.load(npy_file(path, "--labels"), allow_pickle=False)
+    if y.ndim != 1 or y.shape[0] != num_rows or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"--labels must hold {num_rows} integers (one per row of the hop folder), got "
+            f"{y.dtype} {list(y.shape)}"
+        )
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _split(args: argparse.Namespace, num_rows: int) -> tuple[torch.Tensor, ...]:
+    """Train/val/test positions into the folder's rows, from --split or the three flags."""
+    flags = ("train_idx", "val_idx", "test_idx")
+    if args.split is not None:
+        if any(getattr(args, f) is not None for f in flags):
+            raise ValueError("pass either --split or --train-idx/--val-idx/--test-idx")
+        with np.load(_npz_file(args.split), allow_pickle=False) as npz:
+            missing = {"train", "val", "test"} - set(npz.files)
+            if missing:
+                raise ValueError(f"--split {args.split} lacks the arrays {sorted(missing)}")
+            parts = [(f"--split {args.split}:{k}", npz[k]) for k in ("train", "val", "test")]
+    else:
+        if any(getattr(args, f) is None for f in flags):
+            raise ValueError("--hops needs --train-idx, --val-idx and --test-idx (or --split)")
+        parts = []
+        for f in flags:
+            flag = "--" + f.replace("_", "-")
+            parts.append((flag, np.load(npy_file(getattr(args, f), flag), allow_pickle=False)))
+    out = []
+    for name, arr in parts:
+        if arr.dtype == np.bool_:
+            if arr.shape != (num_rows,):
+                raise ValueError(f"{name}: a boolean mask needs {num_rows} entries")
+            arr = np.flatnonzero(arr)
+        try:
+            out.append(check_rows(arr, num_rows, name))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{exc} (positions into the hop folder's {num_rows} rows)") from exc
+    if out[0].numel() == 0:
+        raise ValueError("the train split is empty")
+    return tuple(out)
+
+
+def _npz_file(path: str) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--split {path}: no such file; save one with np.savez")
+    return file
+
+
+def _post_graph(folder: Path, manifest: dict[str, Any], config: SGAPConfig, label: str) -> Any:
+    """The graph for post-processing: DIR/graph when the folder holds every node; without
+    post-processing an edgeless placeholder (never propagated over)."""
+    num_rows = int(manifest["shape"][1])
+    if config.k_post == 0:
+        return CSRGraph.from_edge_index(torch.empty(2, 0, dtype=torch.long), num_rows)
+    if num_rows != int(manifest["num_nodes"]) or not (folder / "graph" / GRAPH_JSON).is_file():
+        raise ValueError(
+            f"{label} post-processes predictions over the graph (k_post={config.k_post}), "
+            f"which needs the hops of every node and {folder / 'graph'} (written by "
+            "`sgap precompute --edges` without --rows); choose a model with k_post=0"
+        )
+    rows = np.load(folder / "rows.npy", mmap_mode="r")
+    if not np.array_equal(rows, np.arange(num_rows)):
+        raise ValueError(f"{folder}/rows.npy is not every node in order; post-processing needs it")
+    return CSRGraph.load(folder / "graph")
+
+
+def _report(
+    args: argparse.Namespace,
+    source: str,
+    label: str,
+    config: SGAPConfig,
+    result: TrainResult,
+    shape: Any,
+) -> int:
+    if args.json:
+        print(
+            json.dumps(
+                {"hops": source, "model": label, "config": config.to_dict(), **result.to_dict()}
+            )
+        )
+        return 0
+    print(f"hops      {source}: {list(shape)}")
+    print(f"model     {label}: {config.label()}  ({result.num_params} parameters)")
+    print(
+        f"accuracy  train {result.train_acc:.4f}  val {result.val_acc:.4f}  "
+        f"test {result.test_acc:.4f}  (best epoch {result.best_epoch}/{result.epochs_run})"
+    )
+    print(
+        f"time (s)  precompute {result.precompute_s:.3f} (recorded)  train "
+        f"{result.train_s:.3f}  inference {result.inference_s:.3f}  "
+        f"postprocess {result.postprocess_s:.3f}"
     )
     return 0
