@@ -163,7 +163,8 @@ def test_precompute_as_pre_transform(cora_root, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs",
     [{"k": 3}, {"aggregator": "ppr"}, {"r": 0.3}, {"add_self_loops": False},
-     {"keep_isolated": True}, {"dtype": torch.bfloat16}, {"hops_attr": "hops"}],
+     {"keep_isolated": True}, {"dtype": torch.bfloat16}, {"hops_attr": "hops"},
+     {"rows": "train_mask"}, {"rows": torch.tensor([0, 1])}],
 )  # fmt: skip
 def test_precompute_repr_names_every_setting(kwargs):
     """PyG detects a changed pre_transform by its repr: every setting must show."""

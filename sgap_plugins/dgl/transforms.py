@@ -7,9 +7,16 @@ from typing import Any
 import dgl
 from dgl.transforms import BaseTransform
 
+from .._rows import Rows, check_rows_argument, describe_rows, resolve_rows
 from ..core.graph_aggregators import GraphAggregator
 from ..core.plugins import resolve_graph_aggregator
-from ..core.propagation import check_features, check_hops, propagate_csr
+from ..core.propagation import (
+    check_features,
+    check_hops,
+    check_memory_budget,
+    propagate,
+    propagate_csr,
+)
 from .adapter import check_homogeneous, dgl_to_csr
 
 
@@ -45,6 +52,16 @@ class SGAPPrecompute(BaseTransform):
     ``transform=`` on every ``dataset[i]``, recomputing each time; apply it once instead:
     ``g = SGAPPrecompute(3)(dataset[0])``.
 
+    With ``rows`` it leaves ``g`` as it is and returns the **induced subgraph on** ``rows``,
+    **in the order of** ``rows``: ``dgl.node_subgraph(g, rows)`` (every node and edge feature
+    sliced, ``ndata[dgl.NID]`` and ``edata[dgl.EID]`` the ids in ``g``), whose output fields
+    (``[R, F]``, or ``[R, k+1, F]`` stacked) hold the hops of the **full** graph: they equal
+    the rows ``rows`` of the fields written without ``rows``, bit for bit. Every hop is
+    still computed for all ``N`` nodes, one fp32 column block at a time within
+    ``memory_budget`` bytes (see :func:`~sgap_plugins.core.propagation.propagate`), but only
+    ``R`` rows of each are kept: GAMLP's way of precomputing the labelled nodes of a huge
+    graph (papers100M: 1.5M of 111M nodes).
+
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.
         in_feat_name: node feature to propagate.
@@ -55,6 +72,11 @@ class SGAPPrecompute(BaseTransform):
             or a plugin's) or a :class:`~sgap_plugins.core.graph_aggregators.GraphAggregator`.
         hops_feat_name: write all hops stacked as ``g.ndata[hops_feat_name]``
             (``[N, k+1, F]``) instead of the per-hop fields.
+        rows: keep these nodes only (see above): node ids ``[R]`` (distinct, any order), a
+            boolean mask ``[N]``, or the name of a node feature holding either, looked up in
+            each graph's ``ndata`` (e.g. ``"train_mask"``).
+        memory_budget: bytes of working memory of the ``rows`` computation (default 1 GiB;
+            needs ``rows``).
         **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``,
             ``keep_isolated``, ...).
 
@@ -65,6 +87,9 @@ class SGAPPrecompute(BaseTransform):
         >>> g = SGAPPrecompute(k=3, hops_feat_name="hops")(g)
         >>> g.ndata["hops"].shape
         torch.Size([N, 4, F])
+        >>> train = SGAPPrecompute(k=3, rows="train_mask")(g)  # g is left as it was
+        >>> train.ndata["out_feat_3"].shape, train.ndata[dgl.NID].shape
+        (torch.Size([R, F]), torch.Size([R]))
     """
 
     def __init__(
@@ -75,6 +100,8 @@ class SGAPPrecompute(BaseTransform):
         eweight_name: str | None = None,
         aggregator: str | GraphAggregator = "aug_na",
         hops_feat_name: str | None = None,
+        rows: Rows | None = None,
+        memory_budget: int | None = None,
         **params: Any,
     ) -> None:
         self.k = check_hops(k)
@@ -89,6 +116,15 @@ class SGAPPrecompute(BaseTransform):
                 f"hops_feat_name must be a non-empty feature name or None, got {hops_feat_name!r}"
             )
         self.hops_feat_name = hops_feat_name
+        self.rows = check_rows_argument(rows)
+        if memory_budget is not None:
+            if self.rows is None:
+                raise ValueError(
+                    "memory_budget bounds the rows= computation only (without rows the "
+                    "[k+1, N, F] result is held in memory anyway); pass rows= or drop it"
+                )
+            check_memory_budget(memory_budget)
+        self.memory_budget = memory_budget
 
     def __call__(self, g: dgl.DGLGraph) -> dgl.DGLGraph:
         check_homogeneous(g, "g")
@@ -109,7 +145,14 @@ class SGAPPrecompute(BaseTransform):
         graph = dgl_to_csr(g, edge_weight, "g")
         name = f"g.ndata[{self.in_feat_name!r}]"
         x = check_features(g.ndata[self.in_feat_name], graph.num_nodes, name)
-        hops = propagate_csr(graph, self.aggregator, x, self.k)  # [k+1, N, F]
+        if self.rows is None:
+            hops = propagate_csr(graph, self.aggregator, x, self.k)  # [k+1, N, F]
+        else:
+            ids = resolve_rows(self.rows, g.ndata, graph.num_nodes, "g.ndata")
+            hops = propagate(  # [k+1, R, F]
+                graph, x, self.k, self.aggregator, rows=ids, memory_budget=self.memory_budget
+            )
+            g = dgl.node_subgraph(g, ids.to(g.device))  # keeps the order of ids
         if self.hops_feat_name is not None:
             g.ndata[self.hops_feat_name] = hops.transpose(0, 1)
             return g
@@ -120,8 +163,10 @@ class SGAPPrecompute(BaseTransform):
         return g
 
     def __repr__(self) -> str:
+        rows = None if self.rows is None else describe_rows(self.rows)
         return (
             f"{type(self).__name__}(k={self.k}, in_feat_name={self.in_feat_name!r}, "
             f"out_feat_name={self.out_feat_name!r}, eweight_name={self.eweight_name!r}, "
-            f"aggregator={self.aggregator!r}, hops_feat_name={self.hops_feat_name!r})"
+            f"aggregator={self.aggregator!r}, hops_feat_name={self.hops_feat_name!r}, "
+            f"rows={rows})"
         )

@@ -9,9 +9,17 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from .._rows import Rows, check_rows_argument, describe_rows, resolve_rows
 from ..core.graph_aggregators import GraphAggregator
 from ..core.plugins import resolve_graph_aggregator
-from ..core.propagation import check_dtype, check_features, check_hops, propagate_csr
+from ..core.propagation import (
+    check_dtype,
+    check_features,
+    check_hops,
+    check_memory_budget,
+    propagate,
+    propagate_csr,
+)
 from .adapter import PyGAdapter, check_homogeneous
 
 _ADAPTER = PyGAdapter()
@@ -61,13 +69,27 @@ class SGAPPrecompute(BaseTransform):
     because the model reads it with the others); ``x1 … xk`` are then not written, so no
     hop is stored twice.
 
+    With ``rows`` it returns the **induced subgraph on** ``rows``, **in the order of**
+    ``rows``, as :meth:`Data.subgraph <torch_geometric.data.Data.subgraph>` does (every node
+    attribute ``x``, ``y``, masks, … sliced to ``[R, …]``; the edges among the rows, relabelled,
+    with their attributes), whose hops are those of the **full** graph: ``data.x1 … data.xk``
+    ``[R, F]`` (or ``data[hops_attr]`` ``[R, k+1, F]``) equal the rows ``rows`` of the hops
+    computed without ``rows``, bit for bit, and ``data.n_id`` ``[R]`` holds the node ids in
+    the graph given (the attribute PyG's loaders use; an existing ``n_id`` is replaced, as
+    the loaders do). Every hop is still computed for all ``N`` nodes, one fp32 column block
+    at a time within ``memory_budget`` bytes (see :func:`~sgap_plugins.core.propagation.
+    propagate`), but only ``R`` rows of each are kept: GAMLP's way of precomputing the
+    labelled nodes of a huge graph (papers100M: 1.5M of 111M nodes).
+
     Every call propagates and returns new tensors; the caller's ``data`` is not modified.
     As a dataset's ``transform=`` that means every ``dataset[i]`` propagates again (PyG's
     convention: transforms hold no state). To compute once, pass it as ``pre_transform=``:
     PyG stores the result in the dataset's ``processed/`` folder and loads it afterwards.
     PyG compares the ``repr`` of the ``pre_transform`` (which names every argument below)
     with the stored one and only *warns* on a mismatch, so after changing the configuration
-    pass ``force_reload=True`` to the dataset (or delete ``processed/``).
+    pass ``force_reload=True`` to the dataset (or delete ``processed/``). The ``repr`` shows
+    a ``rows`` tensor by its size only, so a different index of the same length needs
+    ``force_reload=True`` as well; a name (``rows="train_mask"``) shows as itself.
 
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.
@@ -76,6 +98,11 @@ class SGAPPrecompute(BaseTransform):
             at least fp32.
         hops_attr: write all hops stacked as ``data[hops_attr]`` (``[N, k+1, F]``) instead of
             ``x1 … xk``.
+        rows: keep these nodes only (see above): node ids ``[R]`` (distinct, any order), a
+            boolean mask ``[N]``, or the name of a node attribute holding either, looked up
+            in each ``data`` (e.g. ``"train_mask"``).
+        memory_budget: bytes of working memory of the ``rows`` computation (default 1 GiB;
+            needs ``rows``).
         **params: aggregator parameters (``r``, ``alpha``, ``add_self_loops``,
             ``keep_isolated``, ...).
 
@@ -83,6 +110,9 @@ class SGAPPrecompute(BaseTransform):
         >>> ds = Planetoid(root, "Cora", pre_transform=SGAPPrecompute(k=3))
         >>> ds[0].x3.shape
         torch.Size([2708, 1433])
+        >>> train = SGAPPrecompute(k=3, rows="train_mask")(ds[0])
+        >>> train.x3.shape, train.n_id.shape, train.y.shape
+        (torch.Size([140, 1433]), torch.Size([140]), torch.Size([140]))
     """
 
     def __init__(
@@ -91,6 +121,8 @@ class SGAPPrecompute(BaseTransform):
         aggregator: str | GraphAggregator = "aug_na",
         dtype: torch.dtype | None = None,
         hops_attr: str | None = None,
+        rows: Rows | None = None,
+        memory_budget: int | None = None,
         **params: Any,
     ) -> None:
         self.k = check_hops(k)
@@ -103,6 +135,15 @@ class SGAPPrecompute(BaseTransform):
                 f"hops_attr must be a non-empty attribute name or None, got {hops_attr!r}"
             )
         self.hops_attr = hops_attr
+        self.rows = check_rows_argument(rows)
+        if memory_budget is not None:
+            if self.rows is None:
+                raise ValueError(
+                    "memory_budget bounds the rows= computation only (without rows the "
+                    "[k+1, N, F] result is held in memory anyway); pass rows= or drop it"
+                )
+            check_memory_budget(memory_budget)
+        self.memory_budget = memory_budget
 
     def forward(self, data: Data) -> Data:
         check_homogeneous(data)
@@ -110,7 +151,21 @@ class SGAPPrecompute(BaseTransform):
             raise ValueError("data.x is None: SGAPPrecompute propagates node features")
         graph = _ADAPTER.to_csr(data)
         x = check_features(data.x, graph.num_nodes, "data.x")
-        hops = propagate_csr(graph, self.aggregator, x, self.k, self.dtype)  # [k+1, N, F]
+        if self.rows is None:
+            hops = propagate_csr(graph, self.aggregator, x, self.k, self.dtype)  # [k+1, N, F]
+        else:
+            ids = resolve_rows(self.rows, data, graph.num_nodes, "data")
+            hops = propagate(  # [k+1, R, F]
+                graph,
+                x,
+                self.k,
+                self.aggregator,
+                rows=ids,
+                dtype=self.dtype,
+                memory_budget=self.memory_budget,
+            )
+            data = data.subgraph(ids.to(data.edge_index.device))
+            data.n_id = ids.to(x.device)
         if self.hops_attr is not None:
             _set_node_attr(data, self.hops_attr, hops.transpose(0, 1), "hops_attr")
             return data
@@ -126,6 +181,10 @@ class SGAPPrecompute(BaseTransform):
             args.append(f"dtype={self.dtype}")
         if self.hops_attr is not None:
             args.append(f"hops_attr={self.hops_attr!r}")
+        if self.rows is not None:
+            args.append(f"rows={describe_rows(self.rows)}")
+        # memory_budget is left out: it changes the working memory, never the result, and
+        # PyG takes a changed pre_transform repr for a changed result.
         return f"{type(self).__name__}({', '.join(args)})"
 
 
