@@ -77,9 +77,10 @@ class SGAPPrecompute(BaseTransform):
     computed without ``rows``, bit for bit, and ``data.n_id`` ``[R]`` holds the node ids in
     the graph given (the attribute PyG's loaders use; an existing ``n_id`` is replaced, as
     the loaders do). Every hop is still computed for all ``N`` nodes, one fp32 column block
-    at a time within ``memory_budget`` bytes (see :func:`~sgap_plugins.core.propagation.
-    propagate`), but only ``R`` rows of each are kept: GAMLP's way of precomputing the
-    labelled nodes of a huge graph (papers100M: 1.5M of 111M nodes).
+    at a time within ``memory_budget`` bytes (see
+    :func:`~sgap_plugins.core.propagation.propagate`), but only ``R`` rows of each are kept:
+    GAMLP's way of precomputing the labelled nodes of a huge graph (papers100M: 1.5M of 111M
+    nodes).
 
     Every call propagates and returns new tensors; the caller's ``data`` is not modified.
     As a dataset's ``transform=`` that means every ``dataset[i]`` propagates again (PyG's
