@@ -286,6 +286,7 @@ def _resume_state(
             manifest = {}  # unreadable: not a result anyone can use
         old = {key: manifest.get(key) for key in identity}
         if old == identity and (folder / HOPS).is_file() and (folder / ROWS).is_file():
+            journal_path.unlink(missing_ok=True)  # killed after the manifest was written
             return manifest
         if manifest and not overwrite:
             raise FileExistsError(

@@ -705,13 +705,11 @@ class ColumnBlocks:
         self._emit(out[0, :, c0:c1], x0)
         if on_hop is not None:
             on_hop(0)
-        # x0 stays intact while combine needs it; otherwise its buffer is reused.
-        free = bufs[1:] if self.num_buffers == 3 else bufs[:]
+        # Hops alternate between two buffers; x0's is one of them unless combine reads m^0.
+        pair = bufs[1:] if self.num_buffers == 3 else bufs
         prev = x0
         for t in range(1, self.k + 1):
-            cur = free[t % 2] if self.num_buffers == 3 else free[t % 2]
-            if cur is prev:
-                cur = free[(t + 1) % 2]
+            cur = pair[t % 2]  # never prev: hop t-1 sits in pair[(t-1) % 2] (or is x0)
             self.plan.step(prev, cur, x0, t)
             self._emit(out[t, :, c0:c1], cur)
             prev = cur
