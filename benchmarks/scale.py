@@ -8,9 +8,10 @@ nodes). Then two phases, each in its own process:
 
 * **build** — :func:`sgap_plugins.core.graph_store.build_csr` with ``symmetrize=True`` and
   ``duplicates="drop"`` (what papers100M pipelines do);
-* **propagate** — ``aug_na`` K hops of every node in fp32 column blocks within
-  ``--memory-budget``, keeping the selected rows (``sgap precompute`` when the CLI takes edge
-  files, else the Python API).
+* **propagate** — ``sgap precompute --edges … --features … --rows … --symmetrize`` (which
+  finds and reuses the graph folder of the build; ``--via api`` calls
+  :func:`sgap_plugins.core.hop_folder.precompute` instead): ``aug_na`` K hops of every node
+  in fp32 column blocks within ``--memory-budget``, keeping the selected rows.
 
 The parent samples each phase's peak anonymous memory (``RssAnon + RssShmem``,
 :class:`~sgap_plugins.core.memory.PeakAnonMemory`) and its ``/proc/<pid>/io`` until it
@@ -112,48 +113,70 @@ def generate(folder: Path, nodes: int, edges: int, features: int, seed: int) -> 
 
 # ------------------------------------------------------------------------------ phases
 def phase_build(data: Path, args: argparse.Namespace) -> dict:
+    """Child process: the graph folder ``DATA/prec/graph``, where ``sgap precompute --out
+    DATA/prec`` finds and reuses it (same files, N, ``symmetrize``, ``duplicates="drop"``)."""
     from sgap_plugins.core.graph_store import build_csr
 
     n = int(json.loads((data / "size.json").read_text())["nodes"])
     t0 = time.perf_counter()
     graph = build_csr(
         data / "edges.npy",
-        data / "graph",
+        data / "prec" / "graph",
         num_nodes=n,
         symmetrize=True,
         duplicates="drop",
         chunk_edges=args.chunk_edges,
     )
+    files = ("rowptr.npy", "col.npy")
     return {
         "seconds": time.perf_counter() - t0,
         "graph_edges": graph.num_edges,
-        "graph_bytes": sum((data / "graph" / f).stat().st_size for f in ("rowptr.npy", "col.npy")),
+        "graph_bytes": sum((data / "prec" / "graph" / f).stat().st_size for f in files),
     }
 
 
 def phase_propagate(data: Path, args: argparse.Namespace) -> dict:
-    import torch
+    """Child process (``--via api``): :func:`sgap_plugins.core.hop_folder.precompute` on the
+    memory-mapped graph and features, as ``sgap precompute`` calls it."""
+    from sgap_plugins import CSRGraph
+    from sgap_plugins.core.hop_folder import precompute
 
-    from sgap_plugins import CSRGraph, ops, propagate
-
-    ops.load()  # a JIT build (normally cached) is not part of the timing
-    graph = CSRGraph.load(data / "graph", mmap=True)
-    x = np.load(data / "x.npy", mmap_mode="r")
-    rows = np.load(data / "rows.npy")
-    t0 = time.perf_counter()
-    hops = propagate(
-        graph,
-        x,
+    manifest = precompute(
+        CSRGraph.load(data / "prec" / "graph", mmap=True),
+        np.load(data / "x.npy", mmap_mode="r"),
         args.k,
         "aug_na",
-        rows=torch.from_numpy(rows),
-        out=data / "hops.npy",
+        out=data / "prec",
+        rows=np.load(data / "rows.npy"),
         memory_budget=args.memory_budget,
+        progress=False,
+        inputs={"benchmark": str(data)},  # no content hashes of the inputs
     )
-    seconds = time.perf_counter() - t0
-    shape = list(hops.shape)
-    del hops
-    return {"seconds": seconds, "hops_shape": shape, "api": "propagate(rows=, out=)"}
+    return summarize_manifest(manifest, "hop_folder.precompute")
+
+
+def summarize_manifest(manifest: dict, via: str) -> dict:
+    timings = manifest["timings"]
+    return {
+        "seconds": timings["total_s"],
+        "propagate_s": timings["propagate_s"],
+        "graph_s": timings.get("graph_s", 0.0),
+        "blocks": manifest["num_blocks"],
+        "working_bytes": manifest["working_bytes"],
+        "rows": manifest["num_rows"],
+        "via": via,
+    }
+
+
+def cli_command(data: Path, args: argparse.Namespace) -> list[str]:
+    """``sgap precompute`` on the files; it reuses the graph the build phase wrote."""
+    return [
+        *(sys.executable, "-m", "sgap_plugins.cli", "precompute"),
+        *("--edges", str(data / "edges.npy"), "--features", str(data / "x.npy")),
+        *("--rows", str(data / "rows.npy"), "--symmetrize", "--k", str(args.k)),
+        *("--memory-budget", str(args.memory_budget), "--out", str(data / "prec")),
+        *("--json", "--no-progress"),
+    ]
 
 
 PHASES = {"build": phase_build, "propagate": phase_propagate}
@@ -174,9 +197,12 @@ def run_phase(name: str, data: Path, args: argparse.Namespace) -> dict:
     counters (read from ``/proc/<pid>/io`` once more after it exits, before it is reaped)."""
     from sgap_plugins.core.memory import PeakAnonMemory
 
-    cmd = [sys.executable, __file__, "--phase", name, "--data", str(data)]
-    cmd += ["--k", str(args.k), "--memory-budget", str(args.memory_budget)]
-    cmd += ["--chunk-edges", str(args.chunk_edges)]
+    if name == "propagate" and args.via == "cli":
+        cmd = cli_command(data, args)
+    else:
+        cmd = [sys.executable, __file__, "--phase", name, "--data", str(data)]
+        cmd += ["--k", str(args.k), "--memory-budget", str(args.memory_budget)]
+        cmd += ["--chunk-edges", str(args.chunk_edges)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -205,6 +231,8 @@ def run_phase(name: str, data: Path, args: argparse.Namespace) -> dict:
         tail = "".join(err[-5:]).strip()
         raise RuntimeError(f"phase {name} failed ({proc.returncode}): {tail}")
     result = json.loads(out[-1])
+    if name == "propagate" and args.via == "cli":
+        result = summarize_manifest(result, "sgap precompute")
     result.update(process_seconds=wall, peak_anon_bytes=mem.peak, io=io)
     return result
 
@@ -242,9 +270,11 @@ def cost_model(sizes: list[dict], args: argparse.Namespace) -> dict:
     * build time ``= a·E + b·N`` (``E`` directed input edges; every pass streams them, the
       O(N) arrays are scanned once per pass);
     * build peak ``= m0 + m1·N`` (chunk size fixed);
-    * propagation time ``= α·E'·K·B + β·N·F·K`` (``E'`` edges of the symmetrised graph,
-      ``B`` column blocks: every block re-reads the graph and gathers one row piece per
-      edge and hop; the node term reads ``X`` and writes every hop);
+    * propagation time ``= α·E'·F·K + β·N·F·K`` (``E'`` edges of the symmetrised graph: one
+      gathered neighbour value per edge, feature and hop; the node term reads ``X`` and
+      writes every hop), and the alternative ``α·E'·K·B + β·N·F·K`` that charges every edge
+      once per hop and column block ``B`` instead (every block re-reads the graph), which
+      grows with narrower blocks;
     * propagation peak: the formula ``budget + 16·N + 512 MiB`` (checked at every size).
     """
     f, k = args.features, args.k
@@ -253,8 +283,13 @@ def cost_model(sizes: list[dict], args: argparse.Namespace) -> dict:
     mem_coef, mem_res = fit(
         [[1.0, s["nodes"]] for s in sizes], [s["build"]["peak_anon_bytes"] for s in sizes]
     )
-    prop_x = [[s["graph_edges"] * k * s["blocks"], s["nodes"] * f * k] for s in sizes]
-    prop_coef, prop_res = fit(prop_x, [s["propagate"]["seconds"] for s in sizes])
+    prop_t = [s["propagate"]["seconds"] for s in sizes]
+    prop_coef, prop_res = fit(
+        [[s["graph_edges"] * f * k, s["nodes"] * f * k] for s in sizes], prop_t
+    )
+    block_coef, block_res = fit(
+        [[s["graph_edges"] * k * s["blocks"], s["nodes"] * f * k] for s in sizes], prop_t
+    )
     edge_ratio = float(np.mean([s["graph_edges"] / s["edges"] for s in sizes]))
     p = PAPERS100M
     n, e = p["nodes"], p["edges"]
@@ -262,15 +297,22 @@ def cost_model(sizes: list[dict], args: argparse.Namespace) -> dict:
     width, blocks = column_blocks(n, p["features"], PAPERS100M_BUDGET)
     build_s = build_coef[0] * e + build_coef[1] * n
     build_peak = mem_coef[0] + mem_coef[1] * n
-    prop_s = prop_coef[0] * e_sym * p["k"] * blocks + prop_coef[1] * n * p["features"] * p["k"]
+    nfk = n * p["features"] * p["k"]
+    prop_s = prop_coef[0] * e_sym * p["features"] * p["k"] + prop_coef[1] * nfk
+    block_s = block_coef[0] * e_sym * p["k"] * blocks + block_coef[1] * nfk
     bound = memory_bound(n, PAPERS100M_BUDGET)
     return {
         "build_time": {"formula": "a*E + b*N", "coef": build_coef, "residuals": build_res},
         "build_peak": {"formula": "m0 + m1*N", "coef": mem_coef, "residuals": mem_res},
         "propagate_time": {
-            "formula": "alpha*E_sym*K*B + beta*N*F*K",
+            "formula": "alpha*E_sym*F*K + beta*N*F*K",
             "coef": prop_coef,
             "residuals": prop_res,
+        },
+        "propagate_time_per_block": {
+            "formula": "alpha*E_sym*K*B + beta*N*F*K",
+            "coef": block_coef,
+            "residuals": block_res,
         },
         "measured_symmetrised_edge_ratio": edge_ratio,
         "papers100m": {
@@ -283,6 +325,7 @@ def cost_model(sizes: list[dict], args: argparse.Namespace) -> dict:
             "build_seconds": build_s,
             "build_peak_bytes": build_peak,
             "propagate_seconds": prop_s,
+            "propagate_seconds_per_block_model": block_s,
             "propagate_memory_bound": bound,
             "peak_bytes": max(build_peak, bound),
             "disk_bytes": {
@@ -402,10 +445,14 @@ def render_inc(report: dict) -> str:
         f"* build peak ``= m0 + m1·N``: m0 = {gib(m['build_peak']['coef'][0])} GiB, "
         f"m1 = {m['build_peak']['coef'][1]:.1f} bytes per node (residuals "
         f"{_pct(m['build_peak']['residuals'])});",
-        f"* propagation time ``= α·E'·K·B + β·N·F·K``: α = "
-        f"{m['propagate_time']['coef'][0] * 1e9:.2f} ns per edge, hop and block, β = "
+        f"* propagation time ``= α·E'·F·K + β·N·F·K`` (``E'`` symmetrised edges): α = "
+        f"{m['propagate_time']['coef'][0] * 1e9:.3f} ns per edge, feature and hop, β = "
         f"{m['propagate_time']['coef'][1] * 1e9:.3f} ns per node, feature and hop "
-        f"(residuals {_pct(m['propagate_time']['residuals'])}).",
+        f"(residuals {_pct(m['propagate_time']['residuals'])});",
+        f"* the alternative ``α·E'·K·B + β·N·F·K`` (``B`` column blocks, each re-reading "
+        f"the graph): α = {m['propagate_time_per_block']['coef'][0] * 1e9:.2f} ns per edge, "
+        f"hop and block, β = {m['propagate_time_per_block']['coef'][1] * 1e9:.3f} ns "
+        f"(residuals {_pct(m['propagate_time_per_block']['residuals'])}).",
         "",
         f"Extrapolated to ogbn-papers100M ({pp['nodes']:,} nodes, {pp['edges']:,} directed "
         f"edges → {pp['symmetrised_edges']:,} symmetrised, F={pp['features']}, K={pp['k']}, "
@@ -423,7 +470,8 @@ def render_inc(report: dict) -> str:
         f"     - {pp['build_seconds'] / 60:.0f} min",
         f"     - {gib(pp['build_peak_bytes'])} GiB (fit)",
         "   * - propagate (``aug_na``, K=3, selected rows)",
-        f"     - {pp['propagate_seconds'] / 3600:.1f} h",
+        f"     - {pp['propagate_seconds'] / 3600:.1f} h "
+        f"({pp['propagate_seconds_per_block_model'] / 3600:.1f} h by the per-block model)",
         f"     - ≤ {gib(pp['propagate_memory_bound'])} GiB (formula)",
         "",
         f"Disk: edge list {gb(pp['disk_bytes']['edges_int64'])} GB (int64), graph "
@@ -468,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-budget", type=parse_bytes, default=parse_bytes("6G"))
     p.add_argument("--chunk-edges", type=int, default=1 << 24)
+    p.add_argument(
+        "--via",
+        choices=("cli", "api"),
+        default="cli",
+        help="propagate with `sgap precompute` (default) or hop_folder.precompute in-process",
+    )
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep the generated files")
     p.add_argument("--out-json", default=str(ROOT / "docs" / "benchmarks" / "scale.json"))
@@ -516,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         size["propagate"] = run_phase("propagate", data, args)
+        if size["propagate"]["blocks"] != blocks:  # the rule above predicts papers100M's
+            print(f"   note: {size['propagate']['blocks']} column blocks, predicted {blocks}")
+            size["blocks"] = size["propagate"]["blocks"]
         print(
             f"   propagate {size['propagate']['seconds']:.0f} s, peak "
             f"{gib(size['propagate']['peak_anon_bytes'])} GiB "
