@@ -41,7 +41,8 @@ def check_rows_argument(rows: Any) -> Tensor | str | None:
                 "rows must be a 1-D tensor of node ids, a boolean mask [N] or the name of a node "
                 f"attribute holding one (e.g. rows='train_mask'), got {type(rows).__name__}"
             )
-        rows = torch.as_tensor(np.asarray(rows))
+        arr = np.asarray(rows)
+        rows = torch.as_tensor(arr if arr.size else arr.astype(np.int64))  # [] is float64
     if rows.dtype != torch.bool and (rows.is_floating_point() or rows.is_complex()):
         raise TypeError(
             f"rows must hold integer node ids or be a boolean mask, got dtype {rows.dtype}; "
