@@ -86,11 +86,12 @@ class SGAPPrecompute(BaseTransform):
     As a dataset's ``transform=`` that means every ``dataset[i]`` propagates again (PyG's
     convention: transforms hold no state). To compute once, pass it as ``pre_transform=``:
     PyG stores the result in the dataset's ``processed/`` folder and loads it afterwards.
-    PyG compares the ``repr`` of the ``pre_transform`` (which names every argument below)
-    with the stored one and only *warns* on a mismatch, so after changing the configuration
-    pass ``force_reload=True`` to the dataset (or delete ``processed/``). The ``repr`` shows
-    a ``rows`` tensor by its size only, so a different index of the same length needs
-    ``force_reload=True`` as well; a name (``rows="train_mask"``) shows as itself.
+    PyG compares the ``repr`` of the ``pre_transform`` (which names every argument below
+    but ``memory_budget``, which never changes the result) with the stored one and only
+    *warns* on a mismatch, so after changing the configuration pass ``force_reload=True`` to
+    the dataset (or delete ``processed/``). The ``repr`` shows a ``rows`` tensor by its size
+    only, so a different index of the same length needs ``force_reload=True`` as well; a
+    name (``rows="train_mask"``) shows as itself.
 
     Args:
         k: number of hops, ``0 ≤ k ≤ 64``.
