@@ -12,9 +12,10 @@ over chunks of ``chunk_edges`` edges:
 3. **merge** — for row ranges holding at most ``chunk_edges`` edges, sort each row and merge
    duplicates, appending the final ``col`` (and ``weight``) and the new ``rowptr``.
 
-Peak anonymous memory is ``O(N)`` (about 16 bytes per node: ``rowptr`` and the cursors) plus
-``O(chunk_edges)`` (50–80 bytes per chunk edge, measured), never ``O(E)``: the edges live in
-file-backed pages, which the kernel writes back and drops as it needs.
+Peak anonymous memory is ``O(N)`` (at most 32 bytes per node: ``rowptr``, the cursors and a
+chunk's per-row counts and offsets) plus ``O(chunk_edges)`` (50–80 bytes per chunk edge,
+measured), never ``O(E)``: the edges live in file-backed pages, which the kernel writes back
+and drops as it needs.
 """
 
 from __future__ import annotations
