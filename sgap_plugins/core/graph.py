@@ -286,6 +286,8 @@ class CSRGraph:
             tmp = out / f".{name}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
                 np.save(f, tensor.detach().cpu().numpy(), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before graph.json says finished
             os.replace(tmp, out / name)
         write_graph_json(
             out,
@@ -363,7 +365,10 @@ def write_graph_json(folder: Path, **fields: Any) -> None:
         **fields,
     }
     tmp = folder / f".{GRAPH_JSON}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(meta, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, folder / GRAPH_JSON)
 
 

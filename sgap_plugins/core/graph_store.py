@@ -467,6 +467,8 @@ class _NpyAppender:
             if exc_type is None:
                 self._file.seek(0)
                 self._file.write(self._header(self._count, self._header_size))
+                self._file.flush()
+                os.fsync(self._file.fileno())  # on disk before graph.json says finished
         finally:
             self._file.close()
 
