@@ -51,7 +51,7 @@ ANCHORS = {
     "OGB examples/nodeproppred/papers100M/sgc.py": "over 100 GB of RAM",
     "GAMLP (papers100M preprocessing)": "400 GB of RAM",
 }
-DEFAULT_SIZES = "5M:75M,10M:110M,20M:210M"
+DEFAULT_SIZES = "2M:40M,8M:120M,20M:400M"
 IO_FIELDS = ("rchar", "wchar", "read_bytes", "write_bytes", "cancelled_write_bytes")
 
 
