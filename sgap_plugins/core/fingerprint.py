@@ -38,7 +38,7 @@ def _update(h: Any, value: torch.Tensor | np.ndarray | None) -> None:
     flat = arr.reshape(-1) if arr.flags.c_contiguous else np.ascontiguousarray(arr).reshape(-1)
     step = max(1, _CHUNK // max(1, flat.itemsize))
     for i in range(0, flat.size, step):
-        h.update(memoryview(np.ascontiguousarray(flat[i : i + step])).cast("B"))
+        h.update(np.ascontiguousarray(flat[i : i + step]).view(np.uint8).data)
 
 
 def content_hash(*values: torch.Tensor | np.ndarray | None, digest_size: int = 16) -> str:
