@@ -33,15 +33,23 @@ def test_info_reports_backend_and_reason():
 
 
 def test_cuda_sources_compile_where_a_matching_toolkit_exists():
-    """Fails (does not skip) when torch and the toolkit match but nvcc cannot build."""
+    """Fails (does not skip) when torch and the toolkit match but nvcc cannot build. Without
+    a GPU the loader skips the CUDA build, so it is forced here (SGAP_BUILD_CUDA=1) in a
+    subprocess (a process loads one build of the operators)."""
     matching, why = ops.cuda_toolkit()
     if not matching:
         pytest.skip(f"CUDA sources are not compiled in this env: {why}")
     if os.environ.get("SGAP_DISABLE_EXTENSIONS") == "1":
         pytest.skip("SGAP_DISABLE_EXTENSIONS=1")
-    info = ops.info()
+    proc = _run(
+        "import json; from sgap_plugins import ops; print(json.dumps(ops.info()))",
+        SGAP_BUILD_CUDA="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["cuda_compiled"], f"CUDA kernels did not compile: {info['reason']}"
-    assert "cu" in os.path.basename(info["build_dir"])
+    assert info["cuda_build"] == "built"
+    assert "-cu" in os.path.basename(info["build_dir"])
 
 
 def test_build_key_names_torch_cuda_and_sources():
@@ -171,3 +179,61 @@ def test_venv_ninja_is_on_path_only_during_the_build(monkeypatch, tmp_path):
         assert os.environ["PATH"].split(os.pathsep)[0] == str(tools)
     assert os.environ["PATH"] == str(empty)
     assert not is_ninja_available()
+
+
+def test_doctor_without_build_variables_reports_what_was_built(tmp_path):
+    """`sgap doctor` as a user runs it, without the Makefile's CUDA_HOME and
+    TORCH_CUDA_ARCH_LIST, in a fresh kernel folder: no warning, and the CUDA build's actual
+    outcome (built; skipped without a GPU; not attempted without a matching toolkit). The
+    session's CPU build is linked in, so only the CUDA decision is made afresh (cheap where
+    it is skipped)."""
+    if os.environ.get("SGAP_DISABLE_EXTENSIONS") == "1":
+        pytest.skip("SGAP_DISABLE_EXTENSIONS=1")
+    built = ops.info()["build_dir"]
+    cpu_key = ops.build_key(with_cuda=False)
+    if built is not None and (Path(built).parent / cpu_key).is_dir():
+        (tmp_path / cpu_key).symlink_to(Path(built).parent / cpu_key)
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "TORCH_CUDA_ARCH_LIST")}
+    env.update(SGAP_EXTENSIONS_DIR=str(tmp_path))
+    sgap = str(Path(sys.executable).parent / "sgap")
+    proc = subprocess.run(
+        [sgap, "doctor", "--json"], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "failed" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["cpu_kernels"], report["reason"]
+    assert report["cuda_compiled"] == (report["cuda_build"] == "built"), report
+    assert not report["cuda_build"].startswith("failed"), report["cuda_build"]
+    matching = report["cuda_toolkit"].startswith("nvcc") and "matches" in report["cuda_toolkit"]
+    if not matching:
+        assert report["cuda_build"].startswith("not attempted: "), report
+    elif not report["gpu_available"]:
+        assert report["cuda_build"].startswith("skipped: no GPU present"), report
+    else:
+        assert report["cuda_build"] == "built", report
+    text = subprocess.run(
+        [sgap, "doctor"], capture_output=True, text=True, env=env, timeout=900
+    ).stdout
+    assert f"cuda_build     {report['cuda_build']}" in text
+
+
+def test_toolkit_found_behind_an_nvcc_wrapper(tmp_path):
+    """CUDA_HOME derived from a wrapper script (/usr/local/bin/nvcc -> /usr/local) holds no
+    runtime library; the toolkit the wrapper runs does, and its lib folder is linked."""
+    toolkit = tmp_path / "cuda-13.0"
+    (toolkit / "targets" / "x86_64-linux" / "lib").mkdir(parents=True)
+    (toolkit / "targets" / "x86_64-linux" / "lib" / "libcudart.so").write_bytes(b"")
+    (tmp_path / "local" / "bin").mkdir(parents=True)
+    (tmp_path / "local" / "bin" / "nvcc").write_text(f'#!/bin/sh\nexec {toolkit}/bin/nvcc "$@"\n')
+    from sgap_plugins.ops import _cuda_lib_dirs, _short, _toolkit_root
+
+    assert _toolkit_root(str(tmp_path / "local")) == toolkit
+    assert _cuda_lib_dirs(toolkit) == [toolkit / "targets" / "x86_64-linux" / "lib"]
+    assert _toolkit_root(str(toolkit)) == toolkit
+    failure = RuntimeError(
+        "Error building extension 'sgap_ops_cuda': [2/2] c++ ...\n"
+        "/usr/bin/ld: cannot find -lcudart: No such file or directory\n"
+        "collect2: error: ld returned 1 exit status"
+    )
+    assert _short(failure) == "/usr/bin/ld: cannot find -lcudart: No such file or directory"

@@ -1,5 +1,6 @@
 """``sgap doctor``: which propagation backend is in use (fused CUDA/C++ kernels or plain
-torch) and why; builds the kernels if that has not happened yet."""
+torch) and why, what became of the CUDA build (built, skipped without a GPU, failed with its
+cause), and the seconds spent; builds the kernels if that has not happened yet."""
 
 from __future__ import annotations
 
@@ -24,5 +25,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(key) for key in report)
     for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+        shown = f"{value:.1f} s" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
     return 0

@@ -9,12 +9,20 @@ The sources in ``csrc/`` register the ``torch.ops.sgap`` operators (``propagate_
 
 where ``key`` combines the torch version, torch's CUDA version and a hash of the sources and
 flags, so a torch upgrade or a source change triggers a rebuild and nothing else does. A file
-lock serialises parallel builds. CUDA sources are compiled only when torch is a CUDA build and
-a toolkit of the same major version is found; otherwise the CPU kernels are built alone.
+lock serialises parallel builds. CUDA sources are compiled only when torch is a CUDA build, a
+toolkit of the same major version is found and a GPU is present (``SGAP_BUILD_CUDA=1`` compiles
+them without one, e.g. to check the sources); otherwise the CPU kernels are built alone. The
+build needs neither ``CUDA_HOME`` nor ``TORCH_CUDA_ARCH_LIST``: the toolkit's runtime library
+is looked up in its ``lib64``, ``lib`` and ``targets/<arch>-linux/lib`` folders (also when
+``nvcc`` on ``PATH`` is a wrapper script outside the toolkit), and without a GPU to ask, the
+newest architecture torch itself was built for is the target.
 
 When no build is possible (no compiler, no ninja, a broken toolchain) :func:`load` warns once
 with the reason and the fix and returns ``None``: callers then use the plain-torch path.
-``SGAP_DISABLE_EXTENSIONS=1`` forces that fallback. :func:`info` reports what happened.
+``SGAP_DISABLE_EXTENSIONS=1`` forces that fallback. :func:`info` reports what happened
+(``cuda_build`` says whether the CUDA kernels were built, skipped or failed, and why) and
+:func:`prepare` loads the kernels up front and returns the seconds it took, so that a
+first run's compile is reported apart from the work it precedes.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +112,51 @@ def _cpp_extension() -> ModuleType:
     return cpp_extension
 
 
+def _cuda_lib_dirs(root: Path) -> list[Path]:
+    """The folders of ``root`` (a CUDA toolkit) that hold its runtime ``libcudart.so``."""
+    candidates = [root / "lib64", root / "lib"]
+    candidates += sorted((root / "targets").glob("*-linux/lib"))
+    return [d for d in candidates if (d / "libcudart.so").exists()]
+
+
+def _toolkit_root(cuda_home: str) -> Path:
+    """The CUDA toolkit behind ``cuda_home``. torch derives ``CUDA_HOME`` from the ``nvcc``
+    on ``PATH`` when the variable is unset; when that ``nvcc`` is a wrapper script (e.g.
+    ``/usr/local/bin/nvcc``), ``CUDA_HOME`` is ``/usr/local`` and holds no runtime library,
+    so ``-lcudart`` fails to link. Then the toolkit is the one the wrapper runs: the
+    ``nvcc`` it names, else the conventional ``/usr/local/cuda``."""
+    home = Path(cuda_home)
+    if _cuda_lib_dirs(home):
+        return home
+    candidates: list[Path] = []
+    nvcc = home / "bin" / "nvcc"
+    try:
+        if nvcc.stat().st_size < 4096:  # a script, not the nvcc binary
+            named = re.findall(r"(/\S+)/bin/nvcc\b", nvcc.read_text(errors="replace"))
+            candidates += [Path(p) for p in named]
+    except OSError:
+        pass
+    candidates.append(Path("/usr/local/cuda"))
+    return next((c for c in candidates if _cuda_lib_dirs(c)), home)
+
+
+def _cuda_arch_flags() -> list[str]:
+    """``-gencode`` flags for a build without a GPU to ask and without
+    ``TORCH_CUDA_ARCH_LIST``: the newest architecture torch was built for, with PTX so that
+    newer GPUs can JIT it. Empty when the list is set or a GPU is present (torch's own
+    choice then)."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.is_available():
+        return []
+    archs = [a for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
+    if not archs:
+        return []
+    sm = max(archs, key=lambda a: int(re.sub(r"\D", "", a))).removeprefix("sm_")
+    return [
+        f"-gencode=arch=compute_{sm},code=sm_{sm}",
+        f"-gencode=arch=compute_{sm},code=compute_{sm}",
+    ]
+
+
 def cuda_toolkit() -> tuple[bool, str]:
     """Whether CUDA sources can be compiled here, and why (not)."""
     if torch.version.cuda is None:
@@ -122,7 +176,13 @@ def cuda_toolkit() -> tuple[bool, str]:
             f"{torch.version.cuda} (install toolkit {torch.version.cuda} and point CUDA_HOME "
             "at it to build the CUDA kernels)"
         )
-    return True, f"nvcc {nvcc} at {cuda_home} matches torch's CUDA {torch.version.cuda}"
+    root = _toolkit_root(cuda_home)
+    if not _cuda_lib_dirs(root):
+        return False, (
+            f"nvcc {nvcc} at {cuda_home}, but no libcudart.so in its lib64, lib or "
+            "targets/*/lib folders (point CUDA_HOME at the toolkit's root)"
+        )
+    return True, f"nvcc {nvcc} at {root} matches torch's CUDA {torch.version.cuda}"
 
 
 def build_key(with_cuda: bool) -> str:
@@ -134,7 +194,9 @@ def build_key(with_cuda: bool) -> str:
     digest.update(" ".join(_cpu_flags()).encode())
     digest.update(_cpu_signature().encode())
     digest.update(sys.version.encode())
-    digest.update(os.environ.get("TORCH_CUDA_ARCH_LIST", "").encode() if with_cuda else b"")
+    if with_cuda:
+        digest.update(os.environ.get("TORCH_CUDA_ARCH_LIST", "").encode())
+        digest.update(" ".join(_cuda_arch_flags()).encode())
     tv = re.sub(r"[^0-9A-Za-z.]+", "_", torch.__version__)
     cuda = f"cu{torch.version.cuda}" if with_cuda else "cpu"
     return f"torch{tv}-{cuda}-{digest.hexdigest()[:16]}"
@@ -183,6 +245,11 @@ def _build(with_cuda: bool, ninja_dir: Path) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = [str(CSRC / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else [])]
     name = "sgap_ops_cuda" if with_cuda else "sgap_ops_cpu"
+    ldflags, includes = ["-fopenmp"], [str(CSRC)]
+    if with_cuda and cpp_extension.CUDA_HOME is not None:
+        root = _toolkit_root(cpp_extension.CUDA_HOME)
+        ldflags += [f"-L{d}" for d in _cuda_lib_dirs(root)]
+        includes.append(str(root / "include"))
     with filelock.FileLock(str(build_dir / "build.lock")), _ninja_on_path(ninja_dir):
         with warnings.catch_warnings():
             # cpp_extension warns about compiler ABI/version checks it cannot settle.
@@ -191,9 +258,11 @@ def _build(with_cuda: bool, ninja_dir: Path) -> Path:
                 name=name,
                 sources=sources,
                 extra_cflags=_cpu_flags(),
-                extra_ldflags=["-fopenmp"],
-                extra_cuda_cflags=["-O3", "--use_fast_math"] if with_cuda else None,
-                extra_include_paths=[str(CSRC)],
+                extra_ldflags=ldflags,
+                extra_cuda_cflags=["-O3", "--use_fast_math", *_cuda_arch_flags()]
+                if with_cuda
+                else None,
+                extra_include_paths=includes,
                 build_directory=str(build_dir),
                 with_cuda=with_cuda,
                 is_python_module=False,
@@ -203,11 +272,14 @@ def _build(with_cuda: bool, ninja_dir: Path) -> Path:
 
 
 def _short(exc: BaseException) -> str:
-    """The most telling line of a build failure: a compiler ``error:`` line if there is one."""
+    """The most telling line of a build failure: the linker's ``cannot find``, else a
+    compiler ``error:`` line, else any line that mentions an error."""
     text = str(exc).strip().splitlines()
-    compiler = [line for line in text if "error:" in line.lower()]
-    errors = compiler or [line for line in text if "error" in line.lower()]
-    return (errors[0] if errors else text[-1] if text else type(exc).__name__).strip()[:300]
+    for marker in ("cannot find", "error:", "error"):
+        found = [line for line in text if marker in line.lower()]
+        if found:
+            return found[0].strip()[:300]
+    return (text[-1] if text else type(exc).__name__).strip()[:300]
 
 
 def _load_locked() -> None:
@@ -221,6 +293,8 @@ def _load_locked() -> None:
         "torch_cuda": torch.version.cuda,
         "build_dir": None,
         "cuda_toolkit": "",
+        "cuda_build": "not attempted",
+        "build_s": 0.0,
     }
     _state["info"] = info_
     if os.environ.get("SGAP_DISABLE_EXTENSIONS") == "1":
@@ -236,17 +310,28 @@ def _load_locked() -> None:
     cuda_ok, cuda_why = cuda_toolkit()
     info_["cuda_toolkit"] = cuda_why
     notes = []
-    if cuda_ok:
+    forced = os.environ.get("SGAP_BUILD_CUDA") == "1"
+    if cuda_ok and not info_["gpu_available"] and not forced:
+        # Kernels no GPU here can run: compiling them costs minutes and proves nothing.
+        info_["cuda_build"] = "skipped: no GPU present (SGAP_BUILD_CUDA=1 compiles them anyway)"
+        notes.append("CUDA kernels not built: no GPU present")
+    elif cuda_ok:
         try:
             try:
                 info_["build_dir"] = str(_build(True, ninja_dir))
-            except Exception:  # noqa: BLE001
+            except Exception as first:  # noqa: BLE001
                 # nvcc can die under memory pressure on small shared machines; ninja resumes
-                # from the objects already built, so one retry is cheap.
-                info_["build_dir"] = str(_build(True, ninja_dir))
+                # from the objects already built, so one retry is cheap. A second failure
+                # reports the first error (the retry's is often a mere "cannot load").
+                try:
+                    info_["build_dir"] = str(_build(True, ninja_dir))
+                except Exception:  # noqa: BLE001
+                    raise first from None
             info_["cuda_compiled"] = True
             info_["cpu_kernels"] = True
+            info_["cuda_build"] = "built"
         except Exception as exc:  # noqa: BLE001 - any build failure means fallback
+            info_["cuda_build"] = f"failed: {_short(exc)}"
             notes.append(f"CUDA build failed ({_short(exc)}); built the CPU kernels only")
             warnings.warn(
                 f"sgap_plugins.ops: compiling the CUDA kernels failed: {_short(exc)}. "
@@ -256,6 +341,7 @@ def _load_locked() -> None:
                 stacklevel=4,
             )
     else:
+        info_["cuda_build"] = f"not attempted: {cuda_why}"
         notes.append(f"CUDA kernels not built: {cuda_why}")
     if not info_["cpu_kernels"]:
         try:
@@ -295,14 +381,32 @@ def load() -> Any | None:
     if "info" not in _state:
         with _lock:
             if "info" not in _state:
-                _load_locked()
+                start = time.perf_counter()
+                try:
+                    _load_locked()
+                finally:
+                    if "info" in _state:
+                        _state["info"]["build_s"] = time.perf_counter() - start
     return _state.get("ops")
+
+
+def prepare() -> float:
+    """Load the kernels now, building them if needed, and return the seconds this call
+    spent (``0.0`` when they were loaded before). A command calls it before timing its own
+    work, so that a first run's compile is reported apart (``kernel_build_s``) instead of
+    inflating the propagation time."""
+    start = time.perf_counter()
+    load()
+    return time.perf_counter() - start
 
 
 def info() -> dict[str, Any]:
     """What the kernels are: ``backend`` (``"cuda"``, ``"cpp"`` or ``"torch"``), ``reason``,
     ``cpu_kernels``, ``cuda_compiled``, ``gpu_available``, the torch/CUDA versions, the CUDA
-    toolkit check and the build folder. Builds the extension if that has not happened yet."""
+    toolkit check (``cuda_toolkit``), what became of the CUDA build (``cuda_build``:
+    ``"built"``, ``"skipped: ..."``, ``"failed: ..."`` or ``"not attempted: ..."``), the
+    build folder and ``build_s``, the seconds this process spent building or loading them.
+    Builds the extension if that has not happened yet."""
     load()
     return dict(_state["info"])
 
@@ -326,6 +430,7 @@ __all__ = [
     "cuda_toolkit",
     "info",
     "load",
+    "prepare",
     "propagate_hops",
     "triangle_counts",
     "unweighted_degree",
