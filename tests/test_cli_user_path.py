@@ -153,3 +153,111 @@ def test_docs_search_example_runs_as_a_script(cli_search, tmp_path: Path) -> Non
     assert api.keys() == cli.keys() and api["dataset"] == cli["dataset"]
     assert not (out / "hops").exists()
     assert any((cache / "hops").iterdir())
+
+
+# ---------------------------------------------------------------------- point 8
+def test_bad_split_seed_names_the_argument(tmp_path: Path) -> None:
+    proc = sgap("search", "--split-seed", "-5", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert "argument --split-seed: --split-seed must be an integer >= 0" in proc.stderr
+    assert "'-5'" in proc.stderr
+
+
+def test_bad_json_names_the_file(cli_search, tmp_path: Path) -> None:
+    """A damaged search.json stops --resume with an error naming the file and the line."""
+    out, _, _ = cli_search
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "trials.jsonl").write_text((out / "trials.jsonl").read_text())
+    (copy / "search.json").write_text('{"dataset": ')
+    proc = sgap("search", *TINY, "--split-seed", "3", "--resume", "--out", str(copy))
+    assert proc.returncode == 2
+    assert f"sgap search: error: {copy / 'search.json'} is not valid JSON (line 1" in proc.stderr
+
+
+def test_read_json_names_the_flag_and_file(tmp_path: Path) -> None:
+    from sgap_plugins.cli.common import read_json
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"k_pre": 2,\n "lr": }')
+    with pytest.raises(
+        ValueError, match=rf"--config {re.escape(str(bad))}: not valid JSON \(line 2"
+    ):
+        read_json(bad, "--config")
+    with pytest.raises(FileNotFoundError, match="--config nowhere.json: cannot read it"):
+        read_json("nowhere.json", "--config")
+
+
+def test_help_shows_the_defaults() -> None:
+    search = sgap("search", "--help").stdout
+    assert re.search(r"--workers WORKERS\s+parallel trial processes \(default: 1\)", search)
+    assert re.search(r"--seed SEED\s+search and training seed \(default: 0\)", search)
+    precompute = " ".join(sgap("precompute", "--help").stdout.split())
+    assert re.search(r"-k K, --k K .*\(default:? 3\)", precompute)
+    assert re.search(r"--aggregator AGGREGATOR .*\(default: aug_na\)", precompute)
+    assert "(default: 0)" in sgap("train", "--help").stdout
+
+
+def _install_dist(site: Path, dist: str, entry_points: dict[str, str]) -> None:
+    """An installed distribution laid out by hand (what pip writes, minus ``RECORD``)."""
+    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[sgap_plugins]\n{lines}")
+
+
+def test_plugins_lists_each_problem_once_and_absent_adapters(tmp_path: Path) -> None:
+    """A broken plugin's problem is printed once (listed, not also warned); sgap-plugins'
+    own adapter for a framework that is not installed is "absent", with the reason."""
+    _install_dist(tmp_path, "broken-plugin", {"broken": "no_such_module_xyz"})
+    proc = sgap("plugins", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    both = proc.stdout + proc.stderr
+    assert both.count("No module named 'no_such_module_xyz'") == 1, both
+    assert "broken  [failed]  broken-plugin 0.1.0  (no_such_module_xyz)" in proc.stdout
+    import importlib.util
+
+    for name, module in (("dgl", "dgl"), ("pyg", "torch_geometric")):
+        if importlib.util.find_spec(module) is None:
+            assert f"{name}  [absent]" in proc.stdout
+            assert f"framework {module!r} is not installed" in proc.stdout
+        else:
+            assert f"{name}  [loaded]" in proc.stdout
+            assert f"framework adapters: {name}" in proc.stdout
+
+
+@pytest.fixture
+def example_plugin(tmp_path: Path) -> dict[str, str]:
+    """The example plugin of entry_points/ installed in a throwaway PYTHONPATH overlay (its
+    sources plus a dist-info declaring its entry point), as scripts/run_pytest.sh does."""
+    site = tmp_path / "site"
+    _install_dist(site, "sgap-plugin-example", {"example": "sgap_plugin_example.plugin"})
+    src = ROOT / "entry_points" / "sgap-plugin-example" / "src"
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(src)])}
+
+
+def test_extra_aggregator_takes_parameters_and_names_a_disabled_plugin(
+    example_plugin: dict[str, str], tmp_path: Path
+) -> None:
+    """``--extra-graph-aggregator heat:tau=2`` adds the plugin's aggregator with its
+    parameter; with SGAP_PLUGINS=0 the unknown name points at the disabled plugin."""
+    args = ["search", "--extra-graph-aggregator", "heat:tau=2", "--no-presets", "--no-progress"]
+    disabled = sgap(
+        *args, "--out", str(tmp_path / "off"), env={**example_plugin, "SGAP_PLUGINS": "0"}
+    )
+    assert disabled.returncode == 2
+    assert "unknown graph aggregator 'heat'" in disabled.stderr
+    assert "SGAP_PLUGINS='0' leaves out the installed plugin 'example'" in disabled.stderr
+    assert "add its entry-point name to SGAP_PLUGINS" in disabled.stderr
+
+    bad = sgap(*args[:1], "--extra-graph-aggregator", "heat:tau", "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "--extra-graph-aggregator heat: expects KEY=VALUE" in bad.stderr
+
+    out = tmp_path / "on"
+    env = {**example_plugin, "SGAP_PLUGINS": "example"}
+    tiny = ["--max-evals", "1", "--train", "epochs=2", "--train", "patience=2"]
+    proc = sgap(*args, *tiny, "--objectives", "val_error,params", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    choices = json.loads((out / "search.json").read_text())["space"]["graph_aggregators"]
+    assert ["heat(2)", "heat", {"tau": 2}] in choices

@@ -290,6 +290,9 @@ def test_framework_adapters_come_from_the_own_entry_points() -> None:
         assert records[framework].distribution == "sgap-plugins"
         installed = importlib.util.find_spec("torch_geometric" if framework == "pyg" else framework)
         assert (framework in names) == (installed is not None)
+        # DESIGN.md: an adapter whose framework is not installed is simply absent
+        assert records[framework].status == ("loaded" if installed else "absent")
+        assert ("is not installed" in records[framework].note) == (installed is None)
 
 
 def test_unknown_names_list_the_registered_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -582,6 +585,7 @@ def test_cli_lists_plugins_and_problems(tmp_path: Path, capsys: pytest.CaptureFi
         "message_aggregators": ["good_sum"],
         "framework_adapters": [],
         "problems": [],
+        "note": "",
     }
     assert records["import_error"]["status"] == "failed"
     assert "ModuleNotFoundError" in records["import_error"]["problems"][0]

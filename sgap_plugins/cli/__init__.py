@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import doctor, plugins, precompute, search, train
+from .common import DefaultsHelpFormatter
 
 COMMANDS = [train, precompute, plugins, search, doctor]
 
@@ -18,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
-        module.add_parser(sub).set_defaults(func=module.run)
+        command = module.add_parser(sub)
+        # every sub-command's --help shows the defaults its options take
+        command.formatter_class = DefaultsHelpFormatter
+        command.set_defaults(func=module.run)
     return parser
 
 

@@ -4,10 +4,78 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..datasets import DATASET_NAMES
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already names its
+    default, or the default says nothing (``None``, ``False``, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+def non_negative_int(flag: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a seed-like integer ``>= 0``; a bad value names ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be an integer >= 0 (it seeds numpy's generator), got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def read_json(path: str | Path, flag: str) -> Any:
+    """The JSON document in ``path`` given with ``flag``; a missing or malformed file is an
+    error naming the flag, the file and (for bad JSON) the line and column."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise FileNotFoundError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{flag} {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+
+
+def parse_aggregator_spec(text: str, flag: str) -> str | tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:key=value[,key=value...]`` (values read as by :func:`parse_params`)
+    → a name, or a ``(name, params)`` design-space choice:
+    ``"heat:tau=2"`` → ``("heat", {"tau": 2})``."""
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"{flag} expects NAME or NAME:key=value[,key=value], got {text!r}")
+    if not sep:
+        return name
+    items = [item for item in rest.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"{flag} {text!r}: no key=value after the ':'")
+    return name, parse_params(items, f"{flag} {name}:")
 
 
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +93,7 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split-seed",
-        type=int,
+        type=non_negative_int("--split-seed"),
         default=0,
         help="seed of the random 20/30-per-class split (Amazon, Coauthor, csbm)",
     )

@@ -26,10 +26,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings():
-        # Every problem is listed below with its plugin; do not print it twice.
-        warnings.simplefilter("ignore", plugins.PluginWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # Every problem is listed below with its plugin, once: not also as a warning.
+        warnings.simplefilter("always", plugins.PluginWarning)
         records = plugins.plugin_records()
+    listed = {p for r in records for p in r.problems}
+    # warnings that belong to no plugin (e.g. SGAP_PLUGINS naming a missing entry point)
+    notes = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, plugins.PluginWarning)
+        and not any(p in str(w.message) for p in listed)
+    ]
     selection = os.environ.get(plugins.ENV_VAR)
     if args.json:
         print(
@@ -40,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                     "graph_aggregators": _qualnames(plugins.graph_aggregator_classes()),
                     "message_aggregators": _qualnames(plugins.message_aggregator_classes()),
                     "framework_adapters": [a.name for a in plugins.framework_adapters()],
+                    "warnings": notes,
                 },
                 indent=2,
             )
@@ -47,16 +56,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
     env = "unset: all plugins load" if selection is None else repr(selection)
     print(f"{plugins.ENV_VAR}: {env}")
+    for note in notes:
+        print(f"warning: {note}")
     for r in records:
         dist = f"{r.distribution} {r.version or ''}".strip() if r.distribution else "-"
         print(f"\n{r.name}  [{r.status}]  {dist}  ({r.module or '-'})")
-        for label, names in (
+        if r.note:
+            print(f"  {r.note}")
+        registered = (
             ("graph aggregators", r.graph_aggregators),
             ("message aggregators", r.message_aggregators),
             ("framework adapters", r.framework_adapters),
-        ):
+        )
+        for label, names in registered:
             if names:
                 print(f"  {label}: {', '.join(names)}")
+        if r.status == "loaded" and not any(names for _, names in registered):
+            print("  registers nothing")
         for problem in r.problems:
             print(f"  problem: {problem}")
     return 0

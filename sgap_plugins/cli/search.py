@@ -11,7 +11,7 @@ from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
 from ..core.search.engine import DEFAULT_BASE_CONFIG
 from ..core.search.report import front_table
 from ..datasets import load_dataset
-from .common import add_dataset_args, parse_params
+from .common import add_dataset_args, non_negative_int, parse_aggregator_spec, parse_params
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel trial processes")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
-    p.add_argument("--seed", type=int, default=0, help="search and training seed")
+    p.add_argument(
+        "--seed", type=non_negative_int("--seed"), default=0, help="search and training seed"
+    )
     p.add_argument(
         "--trial-timeout", type=float, default=600.0, help="seconds before a trial is failed"
     )
@@ -60,15 +62,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--extra-graph-aggregator",
         action="append",
         default=[],
-        metavar="NAME",
-        help="add a plugin graph aggregator to GA_pre/GA_post",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="add a (plugin) graph aggregator to GA_pre/GA_post, with parameters after a "
+        "colon, e.g. heat:tau=2 or ppr:alpha=0.15 (repeatable)",
     )
     p.add_argument(
         "--extra-message-aggregator",
         action="append",
         default=[],
-        metavar="NAME",
-        help="add a plugin message aggregator to MA",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="add a (plugin) message aggregator to MA, with parameters after a colon (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -87,8 +90,14 @@ def run(args: argparse.Namespace) -> int:
         budgets[name] = float(bound)
     base = DEFAULT_BASE_CONFIG.replace(**parse_params(args.train, "--train"))
     space = DesignSpace.paper(
-        extra_graph_aggregators=args.extra_graph_aggregator,
-        extra_message_aggregators=args.extra_message_aggregator,
+        extra_graph_aggregators=[
+            parse_aggregator_spec(a, "--extra-graph-aggregator")
+            for a in args.extra_graph_aggregator
+        ],
+        extra_message_aggregators=[
+            parse_aggregator_spec(a, "--extra-message-aggregator")
+            for a in args.extra_message_aggregator
+        ],
         training=TrainingRanges() if args.search_training else None,
     )
     data = load_dataset(args.dataset, args.data_root, args.split_seed)

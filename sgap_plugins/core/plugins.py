@@ -18,13 +18,18 @@ configurations and presets are plain values that do not consult it.
 
 ``SGAP_PLUGINS`` selects the external plugins (those not shipped in ``sgap-plugins``
 itself): unset loads all, ``0`` (or empty) loads none, ``a,b`` loads the entry points named
-``a`` and ``b`` only.
+``a`` and ``b`` only. An unknown aggregator name names the plugins ``SGAP_PLUGINS`` leaves
+out, which may provide it.
+
+The framework adapters shipped in ``sgap-plugins`` (:data:`ADAPTER_FRAMEWORKS`) are *absent*
+where their framework is not installed: not loaded, listed with that reason.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import threading
 import warnings
@@ -44,6 +49,8 @@ from .plugin_checks import PluginCheckError, check_graph_aggregator, check_messa
 
 OWN_DISTRIBUTION = "sgap-plugins"
 ENV_VAR = "SGAP_PLUGINS"
+# Entry points of sgap-plugins' own framework adapters -> (framework module, pip extra).
+ADAPTER_FRAMEWORKS = {"pyg": ("torch_geometric", "pyg"), "dgl": ("dgl", "dgl")}
 
 
 class PluginWarning(UserWarning):
@@ -55,8 +62,10 @@ class PluginRecord:
     """What one plugin is and what it registered (for ``sgap plugins``).
 
     ``status`` is ``"loaded"`` (registered with the plugin manager, possibly with
-    ``problems``), ``"failed"`` (could not be loaded at all) or ``"disabled"`` (skipped
-    because ``SGAP_PLUGINS`` does not name it).
+    ``problems``), ``"failed"`` (could not be loaded at all), ``"disabled"`` (skipped
+    because ``SGAP_PLUGINS`` does not name it) or ``"absent"`` (a framework adapter of
+    sgap-plugins whose framework is not installed); ``note`` says why when it is not
+    ``"loaded"`` for a reason other than a problem.
     """
 
     name: str
@@ -68,6 +77,7 @@ class PluginRecord:
     message_aggregators: list[str] = field(default_factory=list)
     framework_adapters: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +144,16 @@ class _Registry:
             self.records.append(record)
             if dist != OWN_DISTRIBUTION and wanted is not None and ep.name not in wanted:
                 record.status = "disabled"
+                record.note = f"{ENV_VAR}={selection!r} does not name it"
+                continue
+            framework = ADAPTER_FRAMEWORKS.get(ep.name) if dist == OWN_DISTRIBUTION else None
+            if framework is not None and importlib.util.find_spec(framework[0]) is None:
+                # DESIGN.md: an adapter whose framework is not installed is simply absent.
+                record.status = "absent"
+                record.note = (
+                    f"framework {framework[0]!r} is not installed "
+                    f"(pip install 'sgap-plugins[{framework[1]}]')"
+                )
                 continue
             try:
                 # pluggy's own loader, restricted to this entry point so that one plugin's
@@ -357,10 +377,18 @@ def framework_adapters() -> list[FrameworkAdapter]:
 
 def _unknown(kind: str, name: Any, known: dict[str, Any], argument: str | None) -> ValueError:
     prefix = f"{argument}: " if argument else ""
-    return ValueError(
-        f"{prefix}unknown {kind} {name!r}; choose one of {sorted(known)} "
-        "or install a plugin that registers it (see `sgap plugins`)"
-    )
+    disabled = [r for r in registry().records if r.status == "disabled"]
+    if disabled:
+        # What a disabled plugin registers is unknown without importing it, which the user
+        # chose not to; name the candidates and how to enable them.
+        names = ", ".join(r.describe() for r in disabled)
+        hint = (
+            f"; {ENV_VAR}={os.environ.get(ENV_VAR)!r} leaves out the installed {names}: if one "
+            f"of them provides {name!r}, add its entry-point name to {ENV_VAR} (or unset it)"
+        )
+    else:
+        hint = " or install a plugin that registers it (see `sgap plugins`)"
+    return ValueError(f"{prefix}unknown {kind} {name!r}; choose one of {sorted(known)}{hint}")
 
 
 def graph_aggregator_class(name: str, argument: str | None = None) -> type[GraphAggregator]:

@@ -85,6 +85,17 @@ MAIN_GUARD_HELP = (
 )
 
 
+def _read_json(path: Path) -> Any:
+    """A JSON file the search wrote; a damaged one is an error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "restore it or start the search in another folder"
+        ) from None
+
+
 def _importing_main() -> bool:
     """Whether this process is a spawned child still importing the parent's main module
     (the state in which ``multiprocessing`` itself refuses to start processes)."""
@@ -226,7 +237,7 @@ class SearchEngine:
                     f"{self.out} already holds a search; pass resume=True (--resume) to continue "
                     "it or choose another output folder"
                 )
-            stored = json.loads(path.read_text())
+            stored = _read_json(path)
             if not self._n_startup_given and "n_startup" in stored:
                 # the default depends on max_evals, which a resumed search may raise
                 self.n_startup = stored["n_startup"]
@@ -337,7 +348,7 @@ class SearchEngine:
         with the trials on equal terms; cached in ``<out>/presets.json`` per seed."""
         path = self.out / "presets.json"
         if path.exists():
-            cached = json.loads(path.read_text())
+            cached = _read_json(path)
             if cached.get("seed") == self.seed and cached.get("presets"):
                 return dict(cached["presets"])
         if self.progress:

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import SGAPConfig
-from ..plugins import graph_aggregator_classes, message_aggregator_classes
+from ..plugins import (
+    graph_aggregator_class,
+    graph_aggregator_classes,
+    message_aggregator_class,
+    message_aggregator_classes,
+)
 
 ARCH_KEYS = ("k_pre", "ga_pre", "ma", "k_trans", "k_post", "ga_post")
 INT_KEYS = ("k_pre", "k_trans", "k_post")
@@ -129,12 +134,10 @@ class DesignSpace:
             labels = [o.label for o in options]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"duplicate {kind} labels in {labels}")
+            lookup = graph_aggregator_class if known is ga_known else message_aggregator_class
             for o in options:
                 if o.name not in known:
-                    raise ValueError(
-                        f"unknown {kind} {o.name!r}; registered: {sorted(known)} "
-                        "(install the plugin that provides it, see `sgap plugins`)"
-                    )
+                    lookup(o.name)  # raises the registry's error (names disabled plugins)
 
     # ------------------------------------------------------------------ construction
     @classmethod
