@@ -217,12 +217,14 @@ def _npz_file(path: str) -> Path:
     return file
 
 
-def _post_graph(folder: Path, manifest: dict[str, Any], config: SGAPConfig, label: str) -> Any:
-    """The graph for post-processing: DIR/graph when the folder holds every node; without
-    post-processing an edgeless placeholder (never propagated over)."""
+def _post_graph(
+    folder: Path, manifest: dict[str, Any], config: SGAPConfig, label: str
+) -> CSRGraph | None:
+    """The graph for post-processing: DIR/graph when the folder holds every node; ``None``
+    without post-processing."""
     num_rows = int(manifest["shape"][1])
     if config.k_post == 0:
-        return CSRGraph.from_edge_index(torch.empty(2, 0, dtype=torch.long), num_rows)
+        return None
     if num_rows != int(manifest["num_nodes"]) or not (folder / "graph" / GRAPH_JSON).is_file():
         raise ValueError(
             f"{label} post-processes predictions over the graph (k_post={config.k_post}), "

@@ -224,7 +224,7 @@ def run(
 
 
 def fit_and_evaluate(
-    graph: CSRGraph,
+    graph: CSRGraph | None,
     hops: Tensor,
     y: Tensor,
     train_idx: Tensor,
@@ -239,7 +239,8 @@ def fit_and_evaluate(
     of the result is 0).
 
     Args:
-        graph: the graph post-processing propagates over.
+        graph: the graph post-processing propagates over; ``None`` when ``config.k_post``
+            is 0 (e.g. hops of selected rows only, read from a precompute folder).
         hops: ``[K_pre+1, N, F]`` hops (any float dtype; batches are gathered as fp32).
         y: labels ``[N]`` (int64).
         train_idx, val_idx, test_idx: node indices.
@@ -253,6 +254,11 @@ def fit_and_evaluate(
     Raises:
         FloatingPointError: training diverged, or the logits are not finite for some nodes.
     """
+    if graph is None and config.k_post > 0:
+        raise ValueError(
+            f"k_post={config.k_post} post-processes predictions over the graph, but graph is "
+            "None; pass the graph, or a config with k_post=0"
+        )
     if num_classes is None:
         num_classes = int(y.max()) + 1
     torch.manual_seed(seed)
