@@ -38,6 +38,7 @@ from sgap_plugins.core.search.evaluation import HopStore
 from sgap_plugins.core.search.space import AggregatorChoice
 from sgap_plugins.core.trainer import run
 from sgap_plugins.datasets import REAL_DATASETS, cache_dir, load_dataset
+from sgap_plugins.recipes import tuning_grid
 
 PAPER = {  # test accuracy (%), PaSca paper
     "sgc": [81.0, 71.3, 82.2, 91.6, 90.3, 91.7],
@@ -65,26 +66,7 @@ TITLES = {
     "cs": "Coauthor CS",
     "physics": "Coauthor Physics",
 }
-LINEAR = {"sgc", "s2gc"}
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
-
-
-def grid(name: str) -> list[dict[str, Any]]:
-    """Training-hyperparameter candidates of a preset (the preset's own values first)."""
-    if name in LINEAR:
-        # Smaller Adam steps suit the binary (not row-normalised) Amazon features.
-        return [
-            {},
-            *({"weight_decay": wd} for wd in (1e-6, 1e-4, 1e-3)),
-            *({"lr": lr} for lr in (0.05, 0.01)),
-        ]
-    return [
-        {},
-        {"lr": 0.01, "weight_decay": 5e-4},
-        {"lr": 0.05, "weight_decay": 5e-5},
-        {"lr": 0.005, "weight_decay": 5e-4},
-        {"lr": 0.01, "weight_decay": 5e-4, "hidden": 256},
-    ]
 
 
 def key(dataset: str, preset: str, config: SGAPConfig, seed: int) -> str:
@@ -186,7 +168,7 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
         config = PRESETS[preset]
         if args.tune:
             best, best_val = config, -1.0
-            for overrides in grid(preset):
+            for overrides in tuning_grid(preset):
                 cand = config.replace(**overrides)
                 val = statistics.mean(
                     one(preset, cand, s, "tune")["val_acc"] for s in range(tune_seeds)
@@ -205,7 +187,14 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
 
 def report(args: argparse.Namespace, log: Log) -> str:
     chosen_path = Path(args.log).with_suffix(".chosen.json")
-    chosen = json.loads(chosen_path.read_text()) if chosen_path.exists() else {}
+    if not chosen_path.exists():
+        # without it no logged run can be matched to its cell: an all-"—" table
+        raise SystemExit(
+            f"reproduce_pasca: {chosen_path} not found; it records the configuration chosen "
+            f"per (dataset, preset) and is written next to --log {args.log} by the runs "
+            "(rerun them, or pass the --log whose .chosen.json exists)"
+        )
+    chosen = json.loads(chosen_path.read_text())
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in log.rows.values():
         cfg = chosen.get(f"{row['dataset']}/{row['preset']}")

@@ -65,7 +65,7 @@ def test_train_json_subprocess():
     assert 0.0 <= result["val_acc"] <= 1.0 and 0.0 <= result["test_acc"] <= 1.0
     # 5 balanced classes: chance is 0.2; SGC on the smoothed CSBM features is far above it
     assert result["test_acc"] > 0.5
-    assert result["dataset"] == "csbm" and result["model"] == "sgc"
+    assert result["dataset"]["name"] == "csbm" and result["model"] == "sgc"
     assert result["config"] == preset("sgc").to_dict()
 
 
@@ -336,7 +336,7 @@ def test_real_dataset_from_env_root_and_train(capsys, tmp_path, monkeypatch, raw
     )
     assert code == 0, err
     result = json.loads(out)
-    assert result["dataset"] == "cora"
+    assert result["dataset"]["name"] == "cora"
     assert 0.0 <= result["test_acc"] <= 1.0
     assert snapshot(raw_root) == before
 

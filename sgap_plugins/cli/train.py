@@ -4,8 +4,10 @@ or on a hop folder written by ``sgap precompute`` (``--hops DIR``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +18,61 @@ from ..core.config import PRESETS, SGAPConfig, preset
 from ..core.graph import GRAPH_JSON, CSRGraph
 from ..core.hop_folder import load_hops, read_manifest
 from ..core.propagation import check_rows
+from ..core.search.evaluation import dataset_record, split_fingerprint
+from ..core.synthetic import NodeDataset
 from ..core.trainer import TrainResult, fit_and_evaluate
 from ..core.trainer import run as run_pipeline
-from ..datasets import load_dataset
-from .common import add_dataset_args, npy_file
+from ..datasets import default_data_root, load_dataset
+from ..recipes import recipe, tune
+from .common import add_dataset_args, non_negative_int, npy_file, parse_params, read_json
+
+# the seeds --tune averages validation accuracy over (those of docs/results.md)
+TUNE_SEEDS = (0, 1)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one SGAP model and report accuracy and timings")
-    p.add_argument("--preset", default="sgc", choices=sorted(PRESETS), help="model preset")
+    p.add_argument(
+        "--preset",
+        default="sgc",
+        type=str.lower,
+        choices=sorted(PRESETS),
+        help="model preset; on a built-in dataset with its validated recipe (see --no-recipe)",
+    )
     p.add_argument(
         "--config",
         default=None,
-        help="JSON file with an SGAPConfig, or a pareto.json of `sgap search` with --index "
-        "(overrides --preset)",
+        help="JSON file with an SGAPConfig, the output of `sgap train --json` (its config and "
+        "dataset), or a pareto.json of `sgap search` with --index (overrides --preset)",
     )
-    p.add_argument("--index", type=int, default=None, help="front member of a pareto.json --config")
+    p.add_argument(
+        "--index", type=int, default=None, help="front member of a pareto.json given with --config"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one SGAPConfig field, applied last (repeatable), e.g. --set lr=0.05 "
+        "--set weight_decay=1e-4 --set ga_pre_params='{\"alpha\": 0.2}'",
+    )
+    p.add_argument(
+        "--no-recipe",
+        action="store_true",
+        help="train the bare preset, without the settings validated for --dataset",
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose the preset's training hyperparameters on validation accuracy (the grid "
+        f"of docs/results.md, seeds {', '.join(map(str, TUNE_SEEDS))}) instead of a recipe",
+    )
     add_dataset_args(p)
-    p.set_defaults(dataset=None)  # csbm unless --hops is given
+    # None = not given: csbm, or what a --config records (a disagreeing flag is an error)
+    p.set_defaults(dataset=None, split_seed=None)
+    for action in p._actions:
+        if action.dest == "split_seed":
+            action.help = f"{action.help} (default: 0, or the one --config records)"
     p.add_argument(
         "--hops",
         metavar="DIR",
@@ -53,37 +92,123 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SPLIT.npz",
         help="with --hops: the three splits in one .npz (arrays train, val, test)",
     )
-    p.add_argument("--seed", type=int, default=0, help="model/training seed")
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="model/training seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
-def load_config(args: argparse.Namespace) -> tuple[str, SGAPConfig]:
+@dataclass
+class Source:
+    """Where the model comes from: its label, configuration, the preset it is (``None`` for
+    a ``--config``) and the dataset a ``--config`` records (``None`` if it records none)."""
+
+    label: str
+    config: SGAPConfig
+    preset: str | None = None
+    dataset: dict[str, Any] | None = None
+
+
+def load_source(args: argparse.Namespace) -> Source:
+    """The model of ``--preset``, or of ``--config``: a plain SGAPConfig, a ``sgap train
+    --json`` result (its ``config`` and ``dataset``) or a pareto.json with ``--index``."""
     if args.config is None:
-        return args.preset, preset(args.preset)
-    with open(args.config) as f:
-        data = json.load(f)
-    if isinstance(data, dict) and "points" in data:  # a pareto.json written by `sgap search`
+        if args.index is not None:
+            raise ValueError(
+                "--index picks a front member of a pareto.json; pass the file with "
+                "--config runs/x/pareto.json --index I"
+            )
+        return Source(args.preset, preset(args.preset), preset=args.preset)
+    data = read_json(args.config, "--config")
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ValueError(f"--config {args.config}: expected a JSON object, got a {kind}")
+    recorded = data.get("dataset") if isinstance(data.get("dataset"), dict) else None
+    if "points" in data:  # a pareto.json written by `sgap search`
         points = data["points"]
         if args.index is None or not 0 <= args.index < len(points):
             raise ValueError(
                 f"{args.config} is a Pareto front of {len(points)} point(s); "
                 f"choose one with --index 0..{len(points) - 1}"
             )
-        return f"{args.config}#{args.index}", SGAPConfig.from_dict(points[args.index]["config"])
+        config = _config(points[args.index]["config"], f"{args.config} point {args.index}")
+        return Source(f"{args.config}#{args.index}", config, dataset=recorded)
     if args.index is not None:
-        raise ValueError("--index applies to a pareto.json written by `sgap search`")
-    return args.config, SGAPConfig.from_dict(data)
+        raise ValueError(
+            f"--index applies to a pareto.json written by `sgap search`, not {args.config}"
+        )
+    if isinstance(data.get("config"), dict):  # the output of `sgap train --json`
+        return Source(args.config, _config(data["config"], args.config), dataset=recorded)
+    return Source(args.config, _config(data, args.config))
+
+
+def _config(fields: dict[str, Any], where: str) -> SGAPConfig:
+    try:
+        return SGAPConfig.from_dict(fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--config {where}: {exc}") from None
+
+
+def apply_set(config: SGAPConfig, items: list[str]) -> tuple[SGAPConfig, dict[str, Any]]:
+    """``config`` with the ``--set KEY=VALUE`` overrides (values read by
+    :func:`~sgap_plugins.cli.common.parse_params`, then type-checked by the config)."""
+    overrides = parse_params(items, "--set")
+    known = [f.name for f in dataclasses.fields(SGAPConfig)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(
+            f"--set {', '.join(unknown)}: not an SGAPConfig field; valid keys: {', '.join(known)}"
+        )
+    try:
+        return config.replace(**overrides), overrides
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--set: {exc}") from None
+
+
+def _dataset(args: argparse.Namespace, source: Source) -> tuple[NodeDataset, int]:
+    """The dataset and split seed: those a ``--config`` records (explicit flags must agree),
+    else ``--dataset`` (csbm) and ``--split-seed`` (0)."""
+    rec = source.dataset
+    if rec is None:
+        split_seed = 0 if args.split_seed is None else args.split_seed
+        return load_dataset(args.dataset or "csbm", args.data_root, split_seed), split_seed
+    name, split_seed = str(rec["name"]), int(rec.get("split_seed", 0))
+    if args.dataset is not None and args.dataset != name:
+        raise ValueError(
+            f"--dataset {args.dataset} disagrees with --config {args.config}, which records "
+            f"dataset {name}; drop --dataset to train on {name}"
+        )
+    if args.split_seed is not None and args.split_seed != split_seed:
+        raise ValueError(
+            f"--split-seed {args.split_seed} disagrees with --config {args.config}, which "
+            f"records split seed {split_seed}; drop --split-seed"
+        )
+    root = args.data_root if args.data_root is not None else rec.get("data_root")
+    data = load_dataset(name, root, split_seed)
+    if rec.get("split") not in (None, split_fingerprint(data)):
+        raise ValueError(
+            f"{name} as loaded now (data root {root or default_data_root()}, split seed "
+            f"{split_seed}) is not the graph and split --config {args.config} records "
+            "(another copy or version of the data?); point --data-root at the data it used"
+        )
+    return data, split_seed
 
 
 def run(args: argparse.Namespace) -> int:
-    label, config = load_config(args)
+    if args.config is not None and (args.tune or args.no_recipe):
+        flag = "--tune" if args.tune else "--no-recipe"
+        raise ValueError(f"{flag} applies to --preset; a --config is trained as it is (use --set)")
+    source = load_source(args)
     if args.hops is not None:
-        return run_on_hops(args, label, config)
+        if args.tune:
+            raise ValueError("--tune needs a dataset, not --hops")
+        config, _ = apply_set(source.config, args.set)
+        return run_on_hops(args, source.label, config)
     for flag in ("labels", "train_idx", "val_idx", "test_idx", "split"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --hops DIR; drop it")
-    data = load_dataset(args.dataset or "csbm", args.data_root, args.split_seed)
+    data, split_seed = _dataset(args, source)
+    config, recipe_line, recipe_json = _recipe(args, source, data)
+    config, overrides = apply_set(config, args.set)
     _, result = run_pipeline(
         data.edge_index,
         data.x,
@@ -98,8 +223,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "dataset": data.name,
-                    "model": label,
+                    "dataset": dataset_record(data, args.data_root, split_seed),
+                    "model": source.label,
+                    **recipe_json,
+                    "set": overrides,
                     "config": config.to_dict(),
                     **result.to_dict(),
                 }
@@ -110,7 +237,11 @@ def run(args: argparse.Namespace) -> int:
         f"dataset   {data.name}: {data.num_nodes} nodes, {data.edge_index.size(1)} edges, "
         f"{data.x.size(1)} features, {data.num_classes} classes"
     )
-    print(f"model     {label}: {config.label()}  ({result.num_params} parameters)")
+    print(f"model     {source.label}: {config.label()}  ({result.num_params} parameters)")
+    if recipe_line:
+        print(recipe_line)
+    if overrides:
+        print("set       " + _pairs(overrides))
     print(
         f"accuracy  train {result.train_acc:.4f}  val {result.val_acc:.4f}  "
         f"test {result.test_acc:.4f}  (best epoch {result.best_epoch}/{result.epochs_run})"
@@ -120,6 +251,51 @@ def run(args: argparse.Namespace) -> int:
         f"inference {result.inference_s:.3f}  postprocess {result.postprocess_s:.3f}"
     )
     return 0
+
+
+def _pairs(overrides: dict[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) or "(none)"
+
+
+def _recipe(
+    args: argparse.Namespace, source: Source, data: NodeDataset
+) -> tuple[SGAPConfig, str, dict[str, Any]]:
+    """The preset's training settings for ``data``: its validated recipe, a ``--tune``
+    choice or the bare preset. Returns the configuration, the line that says which (empty
+    for a --config) and the JSON fields of the result."""
+    if source.preset is None:
+        return source.config, "", {}
+    pair = f"{data.name}/{source.preset}"
+    if args.tune:
+        print(
+            f"sgap train: tuning {pair} on validation accuracy (seeds "
+            f"{', '.join(map(str, TUNE_SEEDS))}) ...",
+            file=sys.stderr,
+        )
+        tuning = tune(data, source.config, source.preset, TUNE_SEEDS)
+        lines = [
+            f"recipe    {pair} tuned on validation (--tune): {_pairs(tuning.overrides)}",
+            *(f"            val {score:.4f}  {_pairs(o)}" for o, score in tuning.scores),
+        ]
+        scores = [{"overrides": o, "val_acc": score} for o, score in tuning.scores]
+        return (
+            tuning.config,
+            "\n".join(lines),
+            {
+                "recipe": {"name": pair, "source": "tune", "overrides": tuning.overrides},
+                "tuning": scores,
+            },
+        )
+    found = None if args.no_recipe else recipe(data.name, source.preset)
+    if found is None:
+        why = "--no-recipe" if args.no_recipe else "none validated; --tune chooses one"
+        return source.config, f"recipe    {pair}: the preset's own values ({why})", {"recipe": None}
+    text = _pairs(found) if found else "the preset's own values"
+    return (
+        source.config.replace(**found),
+        f"recipe    {pair} (validated, docs/results.md): {text}",
+        {"recipe": {"name": pair, "source": "validated", "overrides": found}},
+    )
 
 
 def run_on_hops(args: argparse.Namespace, label: str, config: SGAPConfig) -> int:

@@ -101,13 +101,23 @@ class SGAPConfig:
         check_int("epochs", 1, 1 << 20)
         check_int("patience", 1, 1 << 20)
         check_int("batch_size", 1, 1 << 40)
-        for name in ("dropout", "input_dropout"):
+
+        def check_number(name: str) -> float:
+            # A quoted "0.1" (JSON) is a type error, not a range one: say it needs a number.
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {v!r}")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(
+                    f"{name} must be a number, got the {type(v).__name__} {v!r}"
+                    + (" (write it without quotes)" if _numeric_text(v) else "")
+                )
+            return float(v)
+
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= check_number(name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not check_number("lr") > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+        if not check_number("weight_decay") >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("ga_pre", "ma", "ga_post"):
             v = getattr(self, name)
@@ -194,6 +204,15 @@ class SGAPConfig:
             f"{ga(self.ga_pre, self.ga_pre_params)}×{self.k_pre} → {self.ma} → "
             f"MLP{self.k_trans}{post}"
         )
+
+
+def _numeric_text(value: Any) -> bool:
+    """Whether ``value`` is a string that reads as a number (``"0.1"``)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def _bad_params(argument: str, kind: str, name: str, exc: Exception) -> Exception:
