@@ -55,17 +55,24 @@ def csbm(
     num_classes: int = 5,
     num_features: int = 64,
     avg_degree: float = 10.0,
-    homophily: float = 0.7,
-    feature_snr: float = 0.1,
+    homophily: float = 0.5,
+    feature_snr: float = 0.3,
     seed: int = 0,
 ) -> NodeDataset:
     """A contextual stochastic block model.
 
     Each node gets a class ``y_v``; features are ``x_v = μ_{y_v} + ε_v`` with class means of
-    norm ``feature_snr · √F`` and standard normal noise (weak alone, strong after
-    smoothing); each undirected edge joins two nodes of the same class with probability
-    ``homophily``, otherwise two uniform nodes. Splits: 20 per class train, 30 per class
-    validation, the rest test.
+    norm ``feature_snr · √F`` and standard normal noise ``ε_v ~ N(0, I_F)``; each undirected
+    edge joins two nodes of the same class with probability ``homophily``, otherwise two
+    uniform nodes. Splits: 20 per class train, 30 per class validation, the rest test.
+
+    The defaults make both sources matter, as on the citation graphs: the features are
+    informative but noisy and smoothing over the graph adds to them (seed 0, test accuracy:
+    an MLP on ``x`` with post-propagation 84 %, SGC 93 %, PaSca-V3 96 %). With ``feature_snr=0.1`` the class
+    signal (norm 0.8) drowns in noise of norm ``√F = 8``: ``x`` alone is near chance, while
+    ``F = 64`` dimensions for 100 training nodes let any MLP interpolate the noise (train
+    accuracy 1.0), so every model that weights the early hops (GBP, S²GC, the PaSca
+    presets) fell 20-40 points below SGC, which reads only its last hop.
     """
     gen = np.random.default_rng(seed)
     y = gen.integers(0, num_classes, num_nodes)
