@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core.propagation import check_rows
+from .core.propagation import check_memory_budget, check_rows
 
 Rows = Tensor | np.ndarray | Sequence[int] | str
 
@@ -53,6 +53,22 @@ def check_rows_argument(rows: Any) -> Tensor | str | None:
             f"rows must be 1-D (node ids [R] or a mask [N]), got shape {list(rows.shape)}"
         )
     return rows.detach().to("cpu").clone()
+
+
+def check_rows_budget(rows: Tensor | str | None, memory_budget: Any) -> int | None:
+    """``memory_budget`` of a transform whose ``rows`` went through
+    :func:`check_rows_argument`: ``None``, or a positive number of bytes, and only with
+    ``rows`` (without it the ``[k+1, N, F]`` result is held in memory anyway). Returned as
+    given: ``None`` leaves the default to :func:`~sgap_plugins.core.propagation.propagate`."""
+    if memory_budget is None:
+        return None
+    if rows is None:
+        raise ValueError(
+            "memory_budget bounds the rows= computation only (without rows the "
+            "[k+1, N, F] result is held in memory anyway); pass rows= or drop it"
+        )
+    check_memory_budget(memory_budget)
+    return memory_budget
 
 
 def describe_rows(rows: Tensor | str) -> str:

@@ -9,14 +9,19 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from .._rows import Rows, check_rows_argument, describe_rows, resolve_rows
+from .._rows import (
+    Rows,
+    check_rows_argument,
+    check_rows_budget,
+    describe_rows,
+    resolve_rows,
+)
 from ..core.graph_aggregators import GraphAggregator
 from ..core.plugins import resolve_graph_aggregator
 from ..core.propagation import (
     check_dtype,
     check_features,
     check_hops,
-    check_memory_budget,
     propagate,
     propagate_csr,
 )
@@ -138,14 +143,7 @@ class SGAPPrecompute(BaseTransform):
             )
         self.hops_attr = hops_attr
         self.rows = check_rows_argument(rows)
-        if memory_budget is not None:
-            if self.rows is None:
-                raise ValueError(
-                    "memory_budget bounds the rows= computation only (without rows the "
-                    "[k+1, N, F] result is held in memory anyway); pass rows= or drop it"
-                )
-            check_memory_budget(memory_budget)
-        self.memory_budget = memory_budget
+        self.memory_budget = check_rows_budget(self.rows, memory_budget)
 
     def forward(self, data: Data) -> Data:
         check_homogeneous(data)
