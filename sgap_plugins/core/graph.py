@@ -14,10 +14,8 @@ offending argument.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
+
+from .durable_files import read_versioned_json, write_json_atomic, write_npy_atomic
 
 INT32_MAX = 2**31 - 1
 # The on-disk graph folder (CSRGraph.save / CSRGraph.load / core.graph_store.build_csr).
@@ -283,12 +283,7 @@ class CSRGraph:
         else:
             (out / "weight.npy").unlink(missing_ok=True)
         for name, tensor in arrays.items():
-            tmp = out / f".{name}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                np.save(f, tensor.detach().cpu().numpy(), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())  # on disk before graph.json says finished
-            os.replace(tmp, out / name)
+            write_npy_atomic(out / name, tensor.detach().cpu().numpy())
         write_graph_json(
             out,
             num_nodes=self.num_nodes,
@@ -319,17 +314,9 @@ class CSRGraph:
                 "with sgap_plugins.core.graph_store.build_csr(edge_files, folder) or "
                 "CSRGraph.save(folder) (an interrupted build leaves no graph.json)"
             )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{meta_path} is not valid JSON ({err}); rebuild the graph") from err
-        if not isinstance(meta, Mapping) or meta.get("format") != GRAPH_FORMAT:
-            raise ValueError(f"{meta_path} is not an sgap graph description; rebuild the graph")
-        if meta.get("version") != GRAPH_FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path} has format version {meta.get('version')!r}, this sgap-plugins "
-                f"reads version {GRAPH_FORMAT_VERSION}; rebuild the graph with this version"
-            )
+        meta = read_versioned_json(
+            meta_path, GRAPH_FORMAT, GRAPH_FORMAT_VERSION, "graph description", "rebuild the graph"
+        )
         missing = {"num_nodes", "num_edges", "weighted"} - set(meta)
         if missing:
             raise ValueError(f"{meta_path} lacks {sorted(missing)}; rebuild the graph")
@@ -364,12 +351,7 @@ def write_graph_json(folder: Path, **fields: Any) -> None:
         "weight_dtype": "float32" if fields.get("weighted") else None,
         **fields,
     }
-    tmp = folder / f".{GRAPH_JSON}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(meta, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / GRAPH_JSON)
+    write_json_atomic(folder / GRAPH_JSON, meta)
 
 
 def _load_array(

@@ -21,7 +21,6 @@ folder, it refuses (naming what differs) unless ``overwrite=True``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .durable_files import fsync_path, read_versioned_json, write_json_atomic
 from .fingerprint import aggregator_identity, content_hash, graph_fingerprint
 from .graph_aggregators import GraphAggregator
 from .propagation import ColumnBlocks, numpy_dtype
@@ -124,7 +124,7 @@ def precompute(
         _write_rows(folder / ROWS, blocks)
         if 0 not in blocks.shape:
             np.lib.format.open_memmap(hops_path, mode="w+", dtype=np_dtype, shape=blocks.shape)
-        _write_json(folder / JOURNAL, {"identity": identity, "done": []})
+        write_json_atomic(folder / JOURNAL, {"identity": identity, "done": []})
     spans = blocks.spans
     compute_s = 0.0
     if 0 in blocks.shape:
@@ -152,7 +152,7 @@ def precompute(
                 mapped.flush()  # the block's pages reach the file before the journal says so
                 compute_s += time.perf_counter() - tic
                 done.add(c0)
-                _write_json(folder / JOURNAL, {"identity": identity, "done": sorted(done)})
+                write_json_atomic(folder / JOURNAL, {"identity": identity, "done": sorted(done)})
         del target, mapped
     manifest = {
         **identity,
@@ -169,8 +169,8 @@ def precompute(
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _fsync(hops_path)
-    _write_json(folder / MANIFEST, manifest)
+    fsync_path(hops_path)
+    write_json_atomic(folder / MANIFEST, manifest)
     (folder / JOURNAL).unlink(missing_ok=True)
     return manifest
 
@@ -188,18 +188,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             "sgap_plugins.core.hop_folder.precompute"
         )
         raise FileNotFoundError(f"{root} is not a finished hop folder (no {MANIFEST}): {hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); rerun the precompute") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an sgap hop manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {manifest.get('version')!r}, this sgap-plugins reads "
-            f"version {FORMAT_VERSION}; rerun the precompute with this version"
-        )
-    return manifest
+    return read_versioned_json(path, FORMAT, FORMAT_VERSION, "hop manifest", "rerun the precompute")
 
 
 def load_hops(
@@ -345,24 +334,3 @@ def _write_rows(path: Path, blocks: ColumnBlocks) -> None:
         ids[i : i + _ROWS_CHUNK] = np.arange(i, min(n, i + _ROWS_CHUNK), dtype=np.int64)
     ids.flush()
     del ids
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically: a temporary file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):  # e.g. folders on file systems without fsync
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
