@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import numpy as np
@@ -240,22 +240,20 @@ def propagate(
             )
         k = check_hops(k)
         agg = resolve_graph_aggregator(aggregator, **params)
-        if isinstance(graph, Tensor) and num_nodes is None and x.ndim == 2:
-            num_nodes = x.shape[0]
-        csr = as_csr_graph(graph, num_nodes, edge_weight)
+        csr = _graph_of(graph, x, num_nodes, edge_weight)
         x = check_features(x, csr.num_nodes)
         out_dtype = check_dtype(dtype, x.dtype)
         plan = _Plan.build(csr, agg, x, out_dtype, check_reorder(reorder))
         return plan.run(x, k, out_dtype)
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a file path or None, got {type(out).__name__}")
+    if isinstance(x, (Tensor, np.ndarray)):  # otherwise prepare names x's type
+        graph = _graph_of(graph, x, num_nodes, edge_weight)
     blocks = ColumnBlocks.prepare(
         graph,
         x,
         k,
         aggregator,
-        num_nodes=num_nodes,
-        edge_weight=edge_weight,
         rows=rows,
         dtype=dtype,
         memory_budget=memory_budget,
@@ -280,6 +278,16 @@ def propagate(
     mapped.flush()
     del target, mapped
     return torch.from_numpy(np.load(path, mmap_mode="r+"))
+
+
+def _graph_of(
+    graph: Any, x: Tensor | np.ndarray, num_nodes: int | None, edge_weight: Tensor | None
+) -> CSRGraph:
+    """:func:`as_csr_graph`, where an ``edge_index`` graph has ``N = x.shape[0]`` nodes
+    unless ``num_nodes`` says otherwise."""
+    if isinstance(graph, Tensor) and num_nodes is None and x.ndim == 2:
+        num_nodes = x.shape[0]
+    return as_csr_graph(graph, num_nodes, edge_weight)
 
 
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
@@ -376,6 +384,58 @@ def _needs_x0(agg: GraphAggregator) -> bool:
 
 
 @dataclass
+class _Rule:
+    """One hop's rule in the kernels' terms (:func:`sgap_plugins.ops.kernels.propagate_hops`):
+    ``m_v = (1-α) r_v (Σ_e w_e c_u m_u + [self_loops] c_v m_v) + α x_v``."""
+
+    weight: Tensor | None = None  # [E] w_e, None: every edge weighs 1
+    row_scale: Tensor | None = None  # [N] r_v
+    col_scale: Tensor | None = None  # [N] c_u
+    alpha: float = 0.0
+    self_loops: bool = False
+    keep_empty: bool = False
+
+    @classmethod
+    def fused(cls, csr: CSRGraph, agg: AugNormAdj | PersonalizedPageRank) -> _Rule:
+        """``aug_na``/``ppr`` on the raw unweighted CSR: ``d̃_v^{r-1}`` and ``d̃_u^{-r}`` as
+        scalings, and Ã = A + I implicitly (the kernel adds the missing self loops)."""
+        r, alpha = (agg.r, 0.0) if isinstance(agg, AugNormAdj) else (0.5, agg.alpha)
+        deg = ops.unweighted_degree(csr.rowptr, csr.col, agg.add_self_loops)
+        return cls(
+            row_scale=_inv_pow(deg, 1.0 - r),
+            col_scale=_inv_pow(deg, r),
+            alpha=alpha,
+            self_loops=agg.add_self_loops,
+            keep_empty=agg.keep_isolated,  # an empty row keeps its own message only on request
+        )
+
+    @classmethod
+    def generic(cls, transition: CSRGraph, agg: GraphAggregator) -> _Rule:
+        """The explicit weights of ``agg.transition``, and PageRank's teleport in the kernel
+        (any other ``combine`` runs in Python, see :attr:`_Plan.per_hop`)."""
+        weight = None if transition.weight is None else transition.weight.float()
+        alpha = 0.0
+        if type(agg).combine is PersonalizedPageRank.combine:
+            alpha = cast(PersonalizedPageRank, agg).alpha
+        return cls(weight=weight, alpha=alpha)
+
+    def reordered(self, perm: Tensor, edge_pos: Tensor) -> _Rule:
+        """The rule of the graph renumbered by ``perm`` (edge ``i`` was edge ``edge_pos[i]``)."""
+        return _Rule(
+            weight=None if self.weight is None else self.weight[edge_pos],
+            row_scale=None if self.row_scale is None else self.row_scale[perm],
+            col_scale=None if self.col_scale is None else self.col_scale[perm],
+            alpha=self.alpha,
+            self_loops=self.self_loops,
+            keep_empty=self.keep_empty,
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the kernel entry points."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
 class _Plan:
     """How one propagation runs: kernel arguments (``use_kernels``) or the reference."""
 
@@ -384,13 +444,8 @@ class _Plan:
     use_kernels: bool
     rowptr: Tensor | None = None
     col: Tensor | None = None
-    weight: Tensor | None = None
-    row_scale: Tensor | None = None
-    col_scale: Tensor | None = None
+    rule: _Rule = field(default_factory=_Rule)
     node_map: Tensor | None = None
-    alpha: float = 0.0
-    self_loops: bool = False
-    keep_empty: bool = False
     per_hop: bool = False  # plugin combine: one kernel call per hop, combine in Python
     _sparse: dict[tuple[torch.dtype, torch.device], Tensor] = field(default_factory=dict)
 
@@ -403,61 +458,30 @@ class _Plan:
         out_dtype: torch.dtype,
         reorder: str | None,
     ) -> _Plan:
+        """The fused kernels for unweighted ``aug_na``/``ppr``, the generic kernel on
+        ``agg.transition(csr)`` otherwise, the reference where no kernel serves ``x`` and
+        ``out_dtype`` (then ``reorder`` is moot: the result never depends on it)."""
+        if not _kernels_usable(x, out_dtype):
+            return cls(transition=agg.transition(csr), agg=agg, use_kernels=False)
+        transition: CSRGraph | None
         if (
             csr.weight is None
             and isinstance(agg, (AugNormAdj, PersonalizedPageRank))
             and type(agg) in (AugNormAdj, PersonalizedPageRank)  # a subclass may change the rule
-            and _kernels_usable(x, out_dtype)
         ):
-            return cls.fused(csr, agg, reorder)
-        return cls.generic(agg.transition(csr), agg, x, out_dtype, reorder)
-
-    @classmethod
-    def fused(
-        cls, csr: CSRGraph, agg: AugNormAdj | PersonalizedPageRank, reorder: str | None
-    ) -> _Plan:
-        # Ã = A + I implicitly: the kernel adds the missing self loops itself.
-        r, alpha = (agg.r, 0.0) if isinstance(agg, AugNormAdj) else (0.5, agg.alpha)
-        deg = ops.unweighted_degree(csr.rowptr, csr.col, agg.add_self_loops)
-        plan = cls(
-            transition=None,
-            agg=agg,
-            use_kernels=True,
-            rowptr=csr.rowptr,
-            col=csr.col,
-            row_scale=_inv_pow(deg, 1.0 - r),
-            col_scale=_inv_pow(deg, r),
-            alpha=alpha,
-            self_loops=agg.add_self_loops,
-            keep_empty=agg.keep_isolated,  # an empty row keeps its own message only on request
-        )
-        return plan.reordered(reorder)
-
-    @classmethod
-    def generic(
-        cls,
-        transition: CSRGraph,
-        agg: GraphAggregator,
-        x: Tensor,
-        out_dtype: torch.dtype,
-        reorder: str | None,
-    ) -> _Plan:
-        if not _kernels_usable(x, out_dtype):
-            return cls(transition=transition, agg=agg, use_kernels=False)
-        combine = type(agg).combine
-        alpha, per_hop = 0.0, False
-        if combine is PersonalizedPageRank.combine:
-            alpha = cast(PersonalizedPageRank, agg).alpha
-        elif combine is not GraphAggregator.combine:
-            per_hop = True
+            kernel_graph, transition, rule = csr, None, _Rule.fused(csr, agg)
+        else:
+            kernel_graph = transition = agg.transition(csr)
+            rule = _Rule.generic(transition, agg)
+        # The kernels apply no combine or PageRank's; any other runs in Python per hop.
+        per_hop = type(agg).combine not in (GraphAggregator.combine, PersonalizedPageRank.combine)
         plan = cls(
             transition=transition,
             agg=agg,
             use_kernels=True,
-            rowptr=transition.rowptr,
-            col=transition.col,
-            weight=None if transition.weight is None else transition.weight.float(),
-            alpha=alpha,
+            rowptr=kernel_graph.rowptr,
+            col=kernel_graph.col,
+            rule=rule,
             per_hop=per_hop,
         )
         return plan.reordered(reorder)
@@ -472,9 +496,7 @@ class _Plan:
         perm_t = torch.from_numpy(perm)
         self.rowptr = torch.from_numpy(permuted.indptr.astype(np.int64))
         self.col = torch.from_numpy(permuted.indices).to(self.col.dtype)
-        self.weight = None if self.weight is None else self.weight[pos]
-        self.row_scale = None if self.row_scale is None else self.row_scale[perm_t]
-        self.col_scale = None if self.col_scale is None else self.col_scale[perm_t]
+        self.rule = self.rule.reordered(perm_t, pos)
         self.node_map = perm_t
         return self
 
@@ -493,17 +515,7 @@ class _Plan:
         if self.per_hop:
             return self._run_per_hop(x, k, out)
         return ops.propagate_hops(
-            self.rowptr,
-            self.col,
-            x,
-            out,
-            weight=self.weight,
-            row_scale=self.row_scale,
-            col_scale=self.col_scale,
-            node_map=self.node_map,
-            alpha=self.alpha,
-            self_loops=self.self_loops,
-            keep_empty=self.keep_empty,
+            self.rowptr, self.col, x, out, node_map=self.node_map, **self.rule.kwargs()
         )
 
     def _run_per_hop(self, x: Tensor, k: int, out: Tensor) -> Tensor:
@@ -514,7 +526,7 @@ class _Plan:
         step = torch.empty((2, *x.shape), dtype=torch.float32, device=x.device)
         for t in range(1, k + 1):
             ops.propagate_hops(
-                self.rowptr, self.col, prev, step, weight=self.weight, node_map=self.node_map
+                self.rowptr, self.col, prev, step, weight=self.rule.weight, node_map=self.node_map
             )
             prev = self.agg.combine(step[1].clone(), m0, t)
             out[t] = prev
@@ -534,18 +546,9 @@ class _Plan:
             cur.copy_(self.agg.combine(self._sparse[key] @ prev, x0, t))
             return
         assert self.rowptr is not None and self.col is not None
+        teleport = x0 if self.rule.alpha else None  # only the teleport reads x0
         ops.kernels.propagate_step(
-            self.rowptr,
-            self.col,
-            prev,
-            cur,
-            x0=x0 if self.alpha else None,
-            weight=self.weight,
-            row_scale=self.row_scale,
-            col_scale=self.col_scale,
-            alpha=self.alpha,
-            self_loops=self.self_loops,
-            keep_empty=self.keep_empty,
+            self.rowptr, self.col, prev, cur, x0=teleport, **self.rule.kwargs()
         )
         if self.per_hop:
             cur.copy_(self.agg.combine(cur.clone(), x0, t))
@@ -589,8 +592,6 @@ class ColumnBlocks:
         k: int,
         aggregator: str | GraphAggregator = "aug_na",
         *,
-        num_nodes: int | None = None,
-        edge_weight: Tensor | None = None,
         rows: Any = None,
         dtype: torch.dtype | None = None,
         memory_budget: int | None = None,
@@ -599,8 +600,10 @@ class ColumnBlocks:
         **params: Any,
     ) -> ColumnBlocks:
         """Validate everything (cheaply: ``x`` is checked for NaN/inf block by block as it is
-        read) and choose the block width. ``npy``: the hops go to a ``.npy`` file, so their
-        dtype must exist in numpy."""
+        read) and choose the block width. The arguments are :func:`propagate`'s; ``graph`` is
+        anything :func:`as_csr_graph` takes (an ``edge_index`` has ``x``'s rows as nodes;
+        :func:`propagate` converts one with ``num_nodes``/``edge_weight`` first). ``npy``:
+        the hops go to a ``.npy`` file, so their dtype must exist in numpy."""
         k = check_hops(k)
         agg = resolve_graph_aggregator(aggregator, **params)
         if not isinstance(x, (Tensor, np.ndarray)):
@@ -608,9 +611,7 @@ class ColumnBlocks:
                 "x must be a torch.Tensor or a numpy array of shape [N, F] (a .npy file opens "
                 f"with np.load(path, mmap_mode='r')), got {type(x).__name__}"
             )
-        if isinstance(graph, Tensor) and num_nodes is None and x.ndim == 2:
-            num_nodes = x.shape[0]
-        csr = as_csr_graph(graph, num_nodes, edge_weight)
+        csr = _graph_of(graph, x, None, None)
         n = csr.num_nodes
         _check_feature_layout(x, n)
         in_dtype = x.dtype if isinstance(x, Tensor) else torch_dtype(x.dtype)
