@@ -89,7 +89,21 @@ class GraphAggregator:
         return f"{type(self).__name__}({args})"
 
 
-class AugNormAdj(GraphAggregator):
+class _LoopOptions(GraphAggregator):
+    """The options :class:`AugNormAdj` and :class:`PersonalizedPageRank` share: whether
+    ``Ã = A + I`` (``add_self_loops``) and whether an empty row keeps its own message
+    (``keep_isolated``); the fused kernels read both."""
+
+    def __init__(self, add_self_loops: bool, keep_isolated: bool) -> None:
+        self.add_self_loops = bool(add_self_loops)
+        self.keep_isolated = bool(keep_isolated)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"add_self_loops": self.add_self_loops, "keep_isolated": self.keep_isolated}
+
+
+class AugNormAdj(_LoopOptions):
     """Augmented normalised adjacency (``aug_na``):
 
     .. math::
@@ -118,17 +132,12 @@ class AugNormAdj(GraphAggregator):
     ) -> None:
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
             raise ValueError(f"r must be a number in [0, 1], got {r!r}")
+        super().__init__(add_self_loops, keep_isolated)
         self.r = float(r)
-        self.add_self_loops = bool(add_self_loops)
-        self.keep_isolated = bool(keep_isolated)
 
     @property
     def params(self) -> dict[str, Any]:
-        return {
-            "r": self.r,
-            "add_self_loops": self.add_self_loops,
-            "keep_isolated": self.keep_isolated,
-        }
+        return {"r": self.r, **super().params}
 
     def transition(self, graph: CSRGraph) -> CSRGraph:
         if self.add_self_loops:
@@ -146,7 +155,7 @@ class AugNormAdj(GraphAggregator):
         return keep_isolated(graph, w) if self.keep_isolated else graph.with_weights(w)
 
 
-class PersonalizedPageRank(GraphAggregator):
+class PersonalizedPageRank(_LoopOptions):
     """Personalised PageRank (``ppr``), APPNP's propagation:
 
     .. math::
@@ -177,20 +186,15 @@ class PersonalizedPageRank(GraphAggregator):
             or math.isnan(alpha)
         ):
             raise ValueError(f"alpha must be a number in the open interval (0, 1), got {alpha!r}")
+        super().__init__(add_self_loops, keep_isolated)
         self.alpha = float(alpha)
-        self.add_self_loops = bool(add_self_loops)
-        self.keep_isolated = bool(keep_isolated)
         self._sym = AugNormAdj(
             r=0.5, add_self_loops=self.add_self_loops, keep_isolated=self.keep_isolated
         )
 
     @property
     def params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "add_self_loops": self.add_self_loops,
-            "keep_isolated": self.keep_isolated,
-        }
+        return {"alpha": self.alpha, **super().params}
 
     def transition(self, graph: CSRGraph) -> CSRGraph:
         return self._sym.transition(graph)
