@@ -177,7 +177,9 @@ def test_only_used_hops_get_gradient(hops):
     assert bool((x.grad[:, :-1] == 0).all()) and bool((x.grad[:, -1] == 1).all())
 
 
-@pytest.mark.parametrize("num_hops, in_dim", [(0, 3), (2, 0), (2.0, 3), (2, "3")])
+@pytest.mark.parametrize(
+    "num_hops, in_dim", [(0, 3), (2, 0), (2.0, 3), (2, "3"), (True, 3), (2, True)]
+)
 def test_base_class_validation(num_hops, in_dim):
     with pytest.raises(ValueError, match="num_hops|in_dim"):
         message_aggregator_class("mean")(num_hops, in_dim)

@@ -14,6 +14,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .arguments import check_positive_int
+
 
 class MessageAggregator(nn.Module):
     """Base class. Subclasses set a unique ``name``, accept ``(num_hops, in_dim, **params)``,
@@ -25,12 +27,8 @@ class MessageAggregator(nn.Module):
 
     def __init__(self, num_hops: int, in_dim: int) -> None:
         super().__init__()
-        if not isinstance(num_hops, int) or num_hops < 1:
-            raise ValueError(f"num_hops must be a positive int (K + 1), got {num_hops!r}")
-        if not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
-        self.num_hops = num_hops
-        self.in_dim = in_dim
+        self.num_hops = check_positive_int(num_hops, "num_hops", "K + 1")
+        self.in_dim = check_positive_int(in_dim, "in_dim")
         self.out_dim = in_dim
 
     def reset_parameters(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .arguments import check_positive_int
 from .config import SGAPConfig, preset
 from .propagation import as_csr_graph, propagate_csr
 
@@ -41,11 +42,9 @@ class SGAPModel(nn.Module):
             config = preset(config)
         if not isinstance(config, SGAPConfig):
             raise TypeError(f"config must be an SGAPConfig or a preset name, got {config!r}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.config = config
         self.in_dim = in_dim
-        self.num_classes = num_classes
+        self.num_classes = check_positive_int(num_classes, "num_classes")
         self.aggregator = config.message_aggregator(in_dim)
         self.post_aggregator = config.post_aggregator()
         self.input_dropout = nn.Dropout(config.input_dropout)

@@ -10,6 +10,7 @@ import dgl
 import torch
 from torch import Tensor, nn
 
+from ..core.arguments import check_positive_int
 from ..core.config import SGAPConfig, preset
 from ..core.fingerprint import aggregator_identity, content_hash, graph_fingerprint
 from ..core.graph_aggregators import GraphAggregator
@@ -253,8 +254,7 @@ class SGAPModel(nn.Module):
             config = preset(config)
         if not isinstance(config, SGAPConfig):
             raise TypeError(f"config must be an SGAPConfig or a preset name, got {config!r}")
-        if isinstance(in_feats, bool) or not isinstance(in_feats, int) or in_feats < 1:
-            raise ValueError(f"in_feats must be a positive int, got {in_feats!r}")
+        check_positive_int(in_feats, "in_feats")
         self.propagation = SGAPPropagate(
             config.k_pre, config.ga_pre, cached=cached, **config.ga_pre_params
         )
