@@ -19,7 +19,7 @@ env-compat:
 env-latest:
 	@scripts/setup_env.sh latest
 
-# a 30-trial search on the built-in graph (under a minute on 2 cores), its front, and its
+# a 60-trial search on the built-in graph (under a minute on 2 cores), its front, and its
 # most accurate member retrained next to SGC and PaSca-V3
 demo: env-compat
 	@scripts/demo.sh .venv/bin/sgap

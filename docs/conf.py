@@ -25,11 +25,13 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "myst_parser",  # docs/results.md
 ]
 
 templates_path: list[str] = []
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
-source_suffix = {".rst": "restructuredtext"}
+# benchmarks/*.md are fragments of the benchmark scripts' output, read on GitHub
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "benchmarks/*.md"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 
 autodoc_default_options = {

@@ -2,11 +2,10 @@
 # `make demo`: a short PaSca search on the built-in csbm graph (no download), its Pareto
 # front, and its most accurate member retrained next to SGC and PaSca-V3.
 # Usage: scripts/demo.sh [SGAP]   (SGAP: the sgap executable, default `sgap` on PATH)
-# The search folder is $SGAP_DEMO_OUT, else $SGAP_CACHE/demo, else .cache/demo; each run
-# starts it afresh.
+# The search folder is $SGAP_DEMO_OUT, else .cache/demo; each run starts it afresh.
 set -euo pipefail
 sgap="${1:-sgap}"
-out="${SGAP_DEMO_OUT:-${SGAP_CACHE:-.cache}/demo}"
+out="${SGAP_DEMO_OUT:-.cache/demo}"
 if [[ -e "$out/search.json" ]]; then
   rm -rf -- "$out"  # a previous demo's search (a search refuses a used folder)
 fi
