@@ -219,16 +219,21 @@ def test_markers_are_listed():
             print(f"not tested: {b.where} ({b.lang}): {b.skip}")
 
 
-@pytest.mark.parametrize("path", DOCS, ids=[_rel(p) for p in DOCS])
+# documents with a block to run here (api.rst and design.rst have none; docs/results.md
+# only marked ones, which test_markers_are_listed lists)
+RUN_DOCS = [p for p in DOCS if any(_plan(p)[::2])]
+
+
+@pytest.mark.parametrize("path", RUN_DOCS, ids=[_rel(p) for p in RUN_DOCS])
 def test_doc_code_blocks_run(path: Path, tmp_path: Path):
-    run, skipped, no_dgl = _plan(path)
+    run, _, no_dgl = _plan(path)
     if no_dgl:
         if os.environ.get("SGAP_REQUIRE_DGL") == "1":
             pytest.fail(f"SGAP_REQUIRE_DGL=1 but DGL is missing for {[b.where for b in no_dgl]}")
         # the rest still runs; say which blocks did not
         print(f"DGL is not installed: not run here {[b.where for b in no_dgl]}")
     if not run:
-        pytest.skip(f"{_rel(path)}: no runnable block ({len(skipped)} marked not-tested)")
+        pytest.skip(f"DGL is not installed: {_rel(path)} has only DGL blocks")
     work = _scratch(tmp_path)
     plan = [
         {**asdict(b), "code": _budget(b.code), "where": b.where, "lang": RUNNABLE[b.lang]}
@@ -253,3 +258,39 @@ def test_doc_code_blocks_run(path: Path, tmp_path: Path):
     )
     started = re.findall(r"^### (\S+) \(", proc.stderr, re.M)
     assert started == [b.where for b in run]
+
+
+# ------------------------------------------------------------------ docs/results.md's table
+def _reproduce(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/reproduce_pasca.py"), "--datasets", "", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def _table(text: str) -> str:
+    return text[text.index("<!-- reproduce:begin -->") : text.index("<!-- reproduce:end -->")]
+
+
+def test_results_table_is_regenerated_from_the_logged_runs(tmp_path: Path):
+    """``reproduce_pasca.py --report`` rebuilds docs/results.md's table from the committed
+    log and choices, cell for cell."""
+    proc = _reproduce("--report", str(tmp_path / "results.md"))
+    assert proc.returncode == 0, proc.stderr
+    want = _table((ROOT / "docs/results.md").read_text())
+    assert _table((tmp_path / "results.md").read_text()) == want
+    assert "—" not in want
+
+
+def test_results_report_without_its_choices_is_an_error(tmp_path: Path):
+    """Without ``<log>.chosen.json`` no run matches a cell: an error naming the file, not
+    an all-"—" table."""
+    log = tmp_path / "runs.jsonl"
+    log.write_text("")
+    proc = _reproduce("--log", str(log), "--report", str(tmp_path / "results.md"))
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'runs.chosen.json'} not found" in proc.stderr
+    assert not (tmp_path / "results.md").exists()
