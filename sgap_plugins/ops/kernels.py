@@ -42,6 +42,22 @@ def _on(t: Tensor | None, device: torch.device) -> Tensor | None:
     return None if t is None else t.to(device, non_blocking=True).contiguous()
 
 
+def _graph_args(device: torch.device, *tensors: Tensor | None) -> list[Tensor | None]:
+    """The graph arguments of an op (``rowptr, col, weight, row_scale, col_scale``), each
+    contiguous on ``device``."""
+    return [_on(t, device) for t in tensors]
+
+
+def _rule_args(
+    x: Tensor, alpha: float, self_loops: bool, keep_empty: bool, block: int | None
+) -> tuple[float, bool, bool, int]:
+    """The scalar arguments ``alpha, self_loops, keep_empty, block`` of an op on features
+    ``x``; ``block=None`` is :func:`auto_block` on the CPU, the full width (0) on a GPU."""
+    if block is None:
+        block = auto_block(x.size(0), x.size(1)) if x.device.type == "cpu" else 0
+    return float(alpha), bool(self_loops), bool(keep_empty), int(block)
+
+
 def propagate_hops(
     rowptr: Tensor,
     col: Tensor,
@@ -70,25 +86,15 @@ def propagate_hops(
     ``out[:, node_map[v]]``. Accumulation is fp32 in column blocks of ``block`` columns
     (default :func:`auto_block` on the CPU, the full width on the GPU).
     """
-    device = x.device
     x32 = x if x.dtype == torch.float32 else x.float()
     if x32.size(1) > 1 and x32.stride(1) != 1:
         x32 = x32.contiguous()
-    if block is None:
-        block = auto_block(x.size(0), x.size(1)) if device.type == "cpu" else 0
     _ops().propagate_hops(
-        _on(rowptr, device),
-        _on(col, device),
-        _on(weight, device),
-        _on(row_scale, device),
-        _on(col_scale, device),
-        _on(node_map, device),
+        *_graph_args(x.device, rowptr, col, weight, row_scale, col_scale),
+        _on(node_map, x.device),
         x32,
         out,
-        float(alpha),
-        bool(self_loops),
-        bool(keep_empty),
-        int(block),
+        *_rule_args(x, alpha, self_loops, keep_empty, block),
     )
     return out
 
@@ -121,22 +127,12 @@ def propagate_step(
     numbers are bit-identical to :func:`propagate_hops`' for the same column, whatever the
     width of ``prev``: the same per-row loop in the same order.
     """
-    device = prev.device
-    if block is None:
-        block = auto_block(prev.size(0), prev.size(1)) if device.type == "cpu" else 0
     _ops().propagate_step(
-        _on(rowptr, device),
-        _on(col, device),
-        _on(weight, device),
-        _on(row_scale, device),
-        _on(col_scale, device),
+        *_graph_args(prev.device, rowptr, col, weight, row_scale, col_scale),
         prev,
         x0,
         cur,
-        float(alpha),
-        bool(self_loops),
-        bool(keep_empty),
-        int(block),
+        *_rule_args(prev, alpha, self_loops, keep_empty, block),
     )
     return cur
 

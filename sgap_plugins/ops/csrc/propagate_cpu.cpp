@@ -102,32 +102,24 @@ void hop_rows(const Problem& pb, const index_t* __restrict__ col, const float* _
   }
 }
 
-// hop_rows with the block width fixed at compile time for the common widths.
+// hop_rows<W> for the first of Widths equal to nb, else the runtime-width hop_rows<0>.
+template <int... Widths, typename index_t, typename out_t>
+void hop_rows_fixed(const Problem& pb, const index_t* col, const float* prev, int64_t ld,
+                    float* cur, out_t* out_hop, int64_t c0, int64_t nb, int64_t rb, int64_t re) {
+  const auto run = [&](auto width) {  // width: std::integral_constant<int, W>
+    hop_rows<decltype(width)::value>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
+    return true;
+  };
+  const bool fixed = ((nb == Widths && run(std::integral_constant<int, Widths>{})) || ...);
+  if (!fixed) run(std::integral_constant<int, 0>{});
+}
+
+// One hop of rows [rb, re) of one column block, the block width fixed at compile time for
+// the common widths (narrow blocks come from small memory budgets).
 template <typename index_t, typename out_t>
 void hop_rows_any(const Problem& pb, const index_t* col, const float* prev, int64_t ld, float* cur,
                   out_t* out_hop, int64_t c0, int64_t nb, int64_t rb, int64_t re) {
-  switch (nb) {
-    case 4:  // narrow blocks come from small memory budgets (one block of many columns)
-      hop_rows<4, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    case 8:
-      hop_rows<8, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    case 16:
-      hop_rows<16, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    case 32:
-      hop_rows<32, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    case 64:
-      hop_rows<64, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    case 128:
-      hop_rows<128, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-      break;
-    default:
-      hop_rows<0, index_t, out_t>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
-  }
+  hop_rows_fixed<4, 8, 16, 32, 64, 128>(pb, col, prev, ld, cur, out_hop, c0, nb, rb, re);
 }
 
 template <typename index_t, typename out_t>
@@ -190,35 +182,24 @@ void step_cpu(const Problem& pb, const index_t* col, const float* prev, int64_t 
   }
 }
 
-void propagate_step_cpu(const at::Tensor& rowptr, const at::Tensor& col,
-                        const c10::optional<at::Tensor>& weight,
-                        const c10::optional<at::Tensor>& row_scale,
-                        const c10::optional<at::Tensor>& col_scale, const at::Tensor& prev,
-                        const c10::optional<at::Tensor>& x0, const at::Tensor& cur,
-                        double alpha, bool self_loops, bool keep_empty, int64_t block) {
-  Problem pb = make_step_problem(rowptr, col, weight, row_scale, col_scale, prev, x0, cur, alpha,
-                                 self_loops, keep_empty, block, kMaxBlock);
-  if (pb.n == 0 || pb.f == 0) return;
-  AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "sgap_step", [&] {
-    step_cpu<index_t>(pb, col.data_ptr<index_t>(), prev.data_ptr<float>(), prev.stride(0),
-                      cur.data_ptr<float>());
-  });
-}
+// The CPU loops of the propagate_hops and propagate_step ops (see propagate_op in
+// sgap_ops.h for their argument checks): column blocks of at most kMaxBlock columns.
+struct CpuKernels {
+  static constexpr int64_t max_block = kMaxBlock;
+  // 0 lets set_options choose (64 columns at most).
+  static int64_t block(int64_t requested, int64_t /*width*/) { return requested; }
 
-void propagate_hops_cpu(const at::Tensor& rowptr, const at::Tensor& col,
-                        const c10::optional<at::Tensor>& weight,
-                        const c10::optional<at::Tensor>& row_scale,
-                        const c10::optional<at::Tensor>& col_scale,
-                        const c10::optional<at::Tensor>& node_map, const at::Tensor& x,
-                        const at::Tensor& out, double alpha, bool self_loops,
-                        bool keep_empty, int64_t block) {
-  Problem pb = make_problem(rowptr, col, weight, row_scale, col_scale, node_map, x, out, alpha,
-                            self_loops, keep_empty, block, kMaxBlock);
-  if (pb.n == 0 || pb.f == 0) return;
-  SGAP_DISPATCH_INDEX_OUT(col, out, [&] {
-    run_cpu<index_t, out_t>(pb, col.data_ptr<index_t>(), out.data_ptr<out_t>());
-  });
-}
+  template <typename index_t, typename out_t>
+  static void hops(const Problem& pb, const index_t* col, out_t* out, const at::Tensor& /*x*/) {
+    run_cpu<index_t, out_t>(pb, col, out);
+  }
+
+  template <typename index_t>
+  static void step(const Problem& pb, const index_t* col, const float* prev, int64_t ldp,
+                   float* cur) {
+    step_cpu<index_t>(pb, col, prev, ldp, cur);
+  }
+};
 
 // Degree of A (+ I for nodes without a stored self loop) of an unweighted CSR, fp32 [N].
 at::Tensor loop_degree_cpu(const at::Tensor& rowptr, const at::Tensor& col, bool self_loops) {
@@ -325,8 +306,8 @@ TORCH_LIBRARY(sgap, m) {
 }
 
 TORCH_LIBRARY_IMPL(sgap, CPU, m) {
-  m.impl("propagate_hops", &propagate_hops_cpu);
-  m.impl("propagate_step", &propagate_step_cpu);
+  m.impl("propagate_hops", &propagate_hops_op<CpuKernels>);
+  m.impl("propagate_step", &propagate_step_op<CpuKernels>);
   m.impl("loop_degree", &loop_degree_cpu);
   m.impl("triangle_counts", &triangle_counts_cpu);
 }

@@ -7,7 +7,6 @@
 // propagate_step runs the same hop kernel once, prev -> cur, on the caller's buffers.
 #include "sgap_ops.h"
 
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <torch/library.h>
@@ -74,6 +73,23 @@ __global__ void hop_kernel(Problem pb, const index_t* __restrict__ col,
   }
 }
 
+// Rows per grid: one warp per row, kRowsPerBlock rows per thread block.
+inline unsigned hop_grid(const Problem& pb) {
+  const int64_t grid = (pb.n + kRowsPerBlock - 1) / kRowsPerBlock;
+  TORCH_CHECK(grid <= INT32_MAX, "sgap propagation: too many nodes (", pb.n,
+              ") for one CUDA grid");
+  return static_cast<unsigned>(grid);
+}
+
+// One hop of one column block [c0, c0 + nb): prev (row stride ld) -> cur and out_hop.
+template <typename index_t, typename out_t>
+void launch_hop(const Problem& pb, const index_t* col, const float* prev, int64_t ld, float* cur,
+                out_t* out_hop, int64_t c0, int64_t nb, cudaStream_t stream) {
+  hop_kernel<index_t, out_t><<<hop_grid(pb), dim3(kWarp, kRowsPerBlock), 0, stream>>>(
+      pb, col, prev, ld, cur, out_hop, c0, nb);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 template <typename index_t, typename out_t>
 void run_cuda(const Problem& pb, const index_t* col, out_t* out, const at::Tensor& like) {
   const int64_t n = pb.n;
@@ -90,71 +106,45 @@ void run_cuda(const Problem& pb, const index_t* col, out_t* out, const at::Tenso
     init_kernel<out_t><<<(unsigned)std::max<int64_t>(blocks, 1), threads, 0, stream>>>(
         pb, prev, out, c0, nb);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const dim3 tb(kWarp, kRowsPerBlock);
-    const int64_t grid = (n + kRowsPerBlock - 1) / kRowsPerBlock;
     for (int64_t t = 1; t <= pb.k; ++t) {
-      hop_kernel<index_t, out_t><<<(unsigned)grid, tb, 0, stream>>>(
-          pb, col, prev, nb, cur, out + t * pb.hop_stride, c0, nb);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_hop<index_t, out_t>(pb, col, prev, nb, cur, out + t * pb.hop_stride, c0, nb, stream);
       std::swap(prev, cur);
     }
   }
 }
 
-void propagate_hops_cuda(const at::Tensor& rowptr, const at::Tensor& col,
-                         const c10::optional<at::Tensor>& weight,
-                         const c10::optional<at::Tensor>& row_scale,
-                         const c10::optional<at::Tensor>& col_scale,
-                         const c10::optional<at::Tensor>& node_map, const at::Tensor& x,
-                         const at::Tensor& out, double alpha, bool self_loops, bool keep_empty,
-                         int64_t block) {
-  // On the GPU the whole feature width is one block unless the caller asks for less:
-  // device memory is ample and fewer passes re-read the index arrays fewer times.
-  const int64_t gpu_block = block == 0 ? x.size(1) : block;
-  Problem pb = make_problem(rowptr, col, weight, row_scale, col_scale, node_map, x, out, alpha,
-                            self_loops, keep_empty, gpu_block, INT64_MAX);
-  if (pb.n == 0 || pb.f == 0) return;
-  TORCH_CHECK((pb.n + kRowsPerBlock - 1) / kRowsPerBlock <= INT32_MAX,
-              "propagate_hops: too many nodes for one CUDA grid");
-  const c10::cuda::CUDAGuard guard(x.device());  // launch on x's GPU, not the current one
-  SGAP_DISPATCH_INDEX_OUT(col, out, [&] {
-    run_cuda<index_t, out_t>(pb, col.data_ptr<index_t>(), out.data_ptr<out_t>(), x);
-  });
-}
+// The CUDA loops of the propagate_hops and propagate_step ops (see propagate_hops_op in
+// sgap_ops.h, which makes the features' GPU the current one).
+struct CudaKernels {
+  static constexpr int64_t max_block = INT64_MAX;
+  // The whole feature width is one block unless the caller asks for less: device memory is
+  // ample and fewer passes re-read the index arrays fewer times.
+  static int64_t block(int64_t requested, int64_t width) {
+    return requested == 0 ? width : requested;
+  }
 
-void propagate_step_cuda(const at::Tensor& rowptr, const at::Tensor& col,
-                         const c10::optional<at::Tensor>& weight,
-                         const c10::optional<at::Tensor>& row_scale,
-                         const c10::optional<at::Tensor>& col_scale, const at::Tensor& prev,
-                         const c10::optional<at::Tensor>& x0, const at::Tensor& cur,
-                         double alpha, bool self_loops, bool keep_empty, int64_t block) {
-  const int64_t gpu_block = block == 0 ? prev.size(1) : block;
-  Problem pb = make_step_problem(rowptr, col, weight, row_scale, col_scale, prev, x0, cur, alpha,
-                                 self_loops, keep_empty, gpu_block, INT64_MAX);
-  if (pb.n == 0 || pb.f == 0) return;
-  TORCH_CHECK((pb.n + kRowsPerBlock - 1) / kRowsPerBlock <= INT32_MAX,
-              "propagate_step: too many nodes for one CUDA grid");
-  const c10::cuda::CUDAGuard guard(prev.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  const dim3 tb(kWarp, kRowsPerBlock);
-  const int64_t grid = (pb.n + kRowsPerBlock - 1) / kRowsPerBlock;
-  const float* p = prev.data_ptr<float>();
-  float* c = cur.data_ptr<float>();
-  AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "sgap_step", [&] {
+  template <typename index_t, typename out_t>
+  static void hops(const Problem& pb, const index_t* col, out_t* out, const at::Tensor& x) {
+    hop_grid(pb);  // fail before the first launch
+    run_cuda<index_t, out_t>(pb, col, out, x);
+  }
+
+  template <typename index_t>
+  static void step(const Problem& pb, const index_t* col, const float* prev, int64_t ldp,
+                   float* cur) {
+    auto stream = c10::cuda::getCurrentCUDAStream();
     for (int64_t c0 = 0; c0 < pb.f; c0 += pb.block) {
       const int64_t nb = std::min(pb.block, pb.f - c0);
-      hop_kernel<index_t, float><<<(unsigned)grid, tb, 0, stream>>>(
-          pb, col.data_ptr<index_t>(), p + c0, prev.stride(0), nullptr, c, c0, nb);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_hop<index_t, float>(pb, col, prev + c0, ldp, nullptr, cur, c0, nb, stream);
     }
-  });
-}
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sgap, CUDA, m) {
-  m.impl("propagate_hops", &propagate_hops_cuda);
-  m.impl("propagate_step", &propagate_step_cuda);
+  m.impl("propagate_hops", &propagate_hops_op<CudaKernels>);
+  m.impl("propagate_step", &propagate_step_op<CudaKernels>);
 }
 
 }  // namespace sgap

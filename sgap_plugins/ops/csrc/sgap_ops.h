@@ -1,8 +1,10 @@
-// Shared argument checking and dispatch of the `sgap` propagation ops (CPU and CUDA).
+// Shared argument checking and dispatch of the `sgap` propagation ops (CPU and CUDA): the
+// op entry points are templates over the device's loops (propagate_hops_op, propagate_step_op).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
 
@@ -169,3 +171,53 @@ inline Problem make_step_problem(const at::Tensor& rowptr, const at::Tensor& col
         TORCH_CHECK(false, "unsupported out dtype ", (OUT).scalar_type());         \
     }                                                                              \
   })
+
+namespace sgap {
+
+// The propagate_hops and propagate_step ops of one device: argument checks, the empty-problem
+// shortcut and the dtype dispatch are shared; Kernels supplies the loops and the block policy:
+//   static constexpr int64_t max_block;
+//   static int64_t block(int64_t requested, int64_t width);   // before set_options' clamp
+//   template <typename index_t, typename out_t>
+//   static void hops(const Problem&, const index_t* col, out_t* out, const at::Tensor& x);
+//   template <typename index_t>
+//   static void step(const Problem&, const index_t* col, const float* prev, int64_t ldp,
+//                    float* cur);
+template <typename Kernels>
+void propagate_hops_op(const at::Tensor& rowptr, const at::Tensor& col,
+                       const c10::optional<at::Tensor>& weight,
+                       const c10::optional<at::Tensor>& row_scale,
+                       const c10::optional<at::Tensor>& col_scale,
+                       const c10::optional<at::Tensor>& node_map, const at::Tensor& x,
+                       const at::Tensor& out, double alpha, bool self_loops, bool keep_empty,
+                       int64_t block) {
+  const Problem pb =
+      make_problem(rowptr, col, weight, row_scale, col_scale, node_map, x, out, alpha, self_loops,
+                   keep_empty, Kernels::block(block, x.size(1)), Kernels::max_block);
+  if (pb.n == 0 || pb.f == 0) return;
+  const c10::DeviceGuard guard(x.device());  // launch on x's GPU, not the current one
+  SGAP_DISPATCH_INDEX_OUT(col, out, [&] {
+    Kernels::template hops<index_t, out_t>(pb, col.data_ptr<index_t>(), out.data_ptr<out_t>(), x);
+  });
+}
+
+template <typename Kernels>
+void propagate_step_op(const at::Tensor& rowptr, const at::Tensor& col,
+                       const c10::optional<at::Tensor>& weight,
+                       const c10::optional<at::Tensor>& row_scale,
+                       const c10::optional<at::Tensor>& col_scale, const at::Tensor& prev,
+                       const c10::optional<at::Tensor>& x0, const at::Tensor& cur, double alpha,
+                       bool self_loops, bool keep_empty, int64_t block) {
+  const Problem pb =
+      make_step_problem(rowptr, col, weight, row_scale, col_scale, prev, x0, cur, alpha,
+                        self_loops, keep_empty, Kernels::block(block, prev.size(1)),
+                        Kernels::max_block);
+  if (pb.n == 0 || pb.f == 0) return;
+  const c10::DeviceGuard guard(prev.device());
+  AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "sgap_step", [&] {
+    Kernels::template step<index_t>(pb, col.data_ptr<index_t>(), prev.data_ptr<float>(),
+                                    prev.stride(0), cur.data_ptr<float>());
+  });
+}
+
+}  // namespace sgap
