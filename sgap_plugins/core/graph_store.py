@@ -360,10 +360,15 @@ def _merge(
     sum_weights = duplicates == "sum"
     weighted = False
     num_edges = 0
+    weight_file = (
+        _NpyAppender(out / "weight.npy", np.float32, total)
+        if sum_weights
+        else contextlib.nullcontext(None)
+    )
     with (
         _NpyAppender(out / "rowptr.npy", np.int64, n + 1) as rowptr_out,
         _NpyAppender(out / "col.npy", col_dtype, total) as col_out,
-        _NpyAppender(out / "weight.npy", np.float32, total) if sum_weights else _nothing() as w_out,
+        weight_file as w_out,
         _bar(progress, total, "sort and merge rows") as bar,
     ):
         rowptr_out.append(np.zeros(1, dtype=np.int64))
@@ -471,8 +476,3 @@ class _NpyAppender:
                 os.fsync(self._file.fileno())  # on disk before graph.json says finished
         finally:
             self._file.close()
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
