@@ -98,7 +98,7 @@ def _tiny(example: str, out: Path) -> str:
     """The example on csbm with a tiny budget (the only changes)."""
     for old, new in [
         ('load_dataset("cora")', 'load_dataset("csbm", split_seed=3)'),
-        ('"runs/cora"', repr(str(out))),
+        ('"runs/cora_params"', repr(str(out))),
         ("max_evals=50", "max_evals=2, split_seed=3, base_config=TINY"),
     ]:
         assert old in example, old
