@@ -19,8 +19,9 @@ lines just before a block (only blank lines between):
   Python code: what the reader is assumed to have (a graph ``g``, input files), run just
   before the block.
 
-The only change to a block is the budget: ``--max-evals N`` → ``--max-evals 2 --train
-epochs=2 --train patience=2`` and ``max_evals=N`` → ``max_evals=2`` (:data:`BUDGET`).
+The only change to a block is the budget of a search (:data:`BUDGET`): ``--max-evals N`` →
+``--max-evals 2 --train epochs=2 --train patience=2 --no-presets``, and ``max_evals=N`` →
+the same as keyword arguments of ``SearchEngine``.
 DGL blocks (``import dgl`` or ``sgap_plugins.dgl``) skip, saying so, only where DGL is not
 installed; with ``SGAP_REQUIRE_DGL=1`` they must run.
 """
@@ -44,8 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.rst")), ROOT / "docs/results.md"]
 RUNNABLE = {"python": "python", "bash": "bash", "shell": "bash", "sh": "bash", "console": "bash"}
 BUDGET = [
-    (re.compile(r"--max-evals \d+"), "--max-evals 2 --train epochs=2 --train patience=2"),
-    (re.compile(r"\bmax_evals=\d+"), "max_evals=2"),
+    (
+        re.compile(r"--max-evals \d+"),
+        "--max-evals 2 --train epochs=2 --train patience=2 --no-presets",
+    ),
+    (
+        re.compile(r"\bmax_evals=\d+"),
+        "max_evals=2, presets=False, "
+        "base_config=__import__('sgap_plugins').SGAPConfig(epochs=2, patience=2)",
+    ),
 ]
 HAS_DGL = importlib.util.find_spec("dgl") is not None
 
