@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         hop_cache=cache_dir() / "hops",
         resume=(out / "search.json").exists(),
+        presets=False,  # evaluated below, over every preset (presets_full.json)
     )
     start = time.perf_counter()
     result = engine.run()
