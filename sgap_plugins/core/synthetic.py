@@ -68,11 +68,12 @@ def csbm(
 
     The defaults make both sources matter, as on the citation graphs: the features are
     informative but noisy and smoothing over the graph adds to them (seed 0, test accuracy:
-    an MLP on ``x`` with post-propagation 84 %, SGC 93 %, PaSca-V3 96 %). With ``feature_snr=0.1`` the class
-    signal (norm 0.8) drowns in noise of norm ``√F = 8``: ``x`` alone is near chance, while
-    ``F = 64`` dimensions for 100 training nodes let any MLP interpolate the noise (train
-    accuracy 1.0), so every model that weights the early hops (GBP, S²GC, the PaSca
-    presets) fell 20-40 points below SGC, which reads only its last hop.
+    an MLP on ``x`` with post-propagation 84 %, SGC 93 %, PaSca-V3 96 %). With
+    ``feature_snr=0.1`` the class signal (norm 0.8) drowns in noise of norm ``√F = 8``:
+    ``x`` alone is near chance, while ``F = 64`` dimensions for 100 training nodes let any
+    MLP interpolate the noise (train accuracy 1.0), so every model that weights the early
+    hops (GBP, S²GC, the PaSca presets) fell 20-40 points below SGC, which reads only its
+    last hop.
     """
     gen = np.random.default_rng(seed)
     y = gen.integers(0, num_classes, num_nodes)
