@@ -147,7 +147,7 @@ def test_build_progress_bars(tmp_path, capsys):
     np.save(tmp_path / "e.npy", random_edges(6, 20, 50, np.int64))
     build_csr(tmp_path / "e.npy", tmp_path / "g", progress=True)
     err = capsys.readouterr().err
-    assert "count in-degrees" in err and "scatter edges" in err and "sort and merge" in err
+    assert "count in-degrees" in err and "sort chunks" in err and "merge rows" in err
 
 
 # --------------------------------------------------------------------------- bad input
@@ -324,21 +324,15 @@ def test_load_rejects_inconsistent_arrays(tmp_path):
         CSRGraph.load(folder)
 
 
-def test_scatter_argsort_fallback_matches_packed_sort():
-    """Graphs of 2**31+ nodes cannot pack (row, key) into int64 and scatter through an
-    argsort instead; both orders must place every edge at the same position."""
+def test_sort_run_argsort_fallback_matches_packed_sort():
+    """Graphs of 2**31+ nodes cannot pack (row, key) into one int64 and sort a run through an
+    argsort instead; both must cut the run into the same row ranges with the same edges."""
     rng = np.random.default_rng(11)
-    rows, values = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
-    rowptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=50))])
-    placed = []
-    for bits in (6, 62):  # 62: n.bit_length() + bits > 62 forces the fallback
-        out, cursor = np.full(400, -1), rowptr[:-1].copy()
-        graph_store._scatter_chunk(rows[:150], values[:150], cursor, out, bits)
-        graph_store._scatter_chunk(rows[150:], values[150:], cursor, out, bits)
-        assert np.array_equal(cursor, rowptr[1:])
-        # Each row's slice holds exactly that row's values.
+    rows, keys = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
+    bounds = np.arange(51)  # one row per range: the local row is always 0
+    runs = [graph_store._sort_run(rows, keys, bounds, bits) for bits in (6, 62)]
+    for packed, offsets in runs:  # 62: bounds[-1].bit_length() + bits > 62, the fallback
+        assert np.array_equal(offsets, np.searchsorted(np.sort(rows), bounds))
         for r in range(50):
-            got = np.sort(out[rowptr[r] : rowptr[r + 1]])
-            assert np.array_equal(got, np.sort(values[rows == r]))
-        placed.append(out)
-    assert (placed[0] >= 0).all() and (placed[1] >= 0).all()
+            got = np.sort(packed[offsets[r] : offsets[r + 1]])
+            assert np.array_equal(got, np.sort(keys[rows == r]))

@@ -7,15 +7,16 @@ over chunks of ``chunk_edges`` edges:
 
 1. **count** — validate each chunk (dtype, shape, ``0 <= id < N``) and accumulate the
    in-degrees with ``np.bincount``; ``rowptr`` is their cumulative sum;
-2. **scatter** — sort each chunk by destination and write its sources into a memory-mapped
-   temporary ``col`` at per-row cursors (one ``O(N)`` cursor array);
-3. **merge** — for row ranges holding at most ``chunk_edges`` edges, sort each row and merge
-   duplicates, appending the final ``col`` (and ``weight``) and the new ``rowptr``.
+2. **sort runs** — sort each chunk by destination and append it to a temporary file (one
+   sorted run per chunk, written sequentially once), noting where each row range starts in
+   it; the row ranges hold at most ``chunk_edges`` edges each (from ``rowptr``);
+3. **merge** — for each row range, read its piece of every run, sort by (row, source) and
+   merge duplicates, appending the final ``col`` (and ``weight``) and the new ``rowptr``.
 
-Peak anonymous memory is ``O(N)`` (at most 32 bytes per node: ``rowptr``, the cursors and a
-chunk's per-row counts and offsets) plus ``O(chunk_edges)`` (50–80 bytes per chunk edge,
-measured), never ``O(E)``: the edges live in file-backed pages, which the kernel writes back
-and drops as it needs.
+Peak anonymous memory is ``O(N)`` (16 bytes per node: the degrees and ``rowptr``) plus
+``O(chunk_edges)`` (50–80 bytes per chunk edge, measured), never ``O(E)``: the edges live in
+files, read through memory maps and written sequentially (each byte of the temporary runs
+once), whose pages the kernel writes back and drops as it needs.
 """
 
 from __future__ import annotations
@@ -120,11 +121,11 @@ def build_csr(
         # With duplicates summed and both directions streamed, the direction is kept in the
         # lowest bit (key = 2 u + direction): A and Aᵀ are summed apart, then max-combined.
         tagged = symmetrize and duplicates == "sum"
-        key_bound = 2 * n if tagged else n
-        key_dtype = np.int32 if key_bound <= np.iinfo(np.int32).max else np.int64
-        _scatter(files, rowptr, tmp_col, key_dtype, symmetrize, tagged, chunk_edges, progress)
+        bits = _key_bits(n, tagged)
+        bounds = _row_ranges(rowptr, chunk_edges, bits)
+        runs = _sort_runs(files, bounds, tmp_col, bits, symmetrize, tagged, chunk_edges, progress)
         num_edges, weighted = _merge(
-            tmp_col, key_dtype, rowptr, out, n, duplicates, tagged, chunk_edges, progress
+            tmp_col, runs, rowptr, bounds, out, bits, duplicates, tagged, progress
         )
         del rowptr
         write_graph_json(
@@ -263,99 +264,107 @@ def _count(
     return degree, int(degree.size)
 
 
-# ---------------------------------------------------------------------------- pass 2: scatter
-def _scatter(
-    files: list[_EdgeFile],
-    rowptr: np.ndarray,
-    path: Path,
-    key_dtype: type[np.integer],
-    symmetrize: bool,
-    tagged: bool,
-    chunk_edges: int,
-    progress: bool,
-) -> None:
-    """Write every edge's key (its source, or ``2 u + direction`` when ``tagged``) into row
-    ``v`` of a raw memory-mapped file laid out by ``rowptr``."""
-    total = int(rowptr[-1])
-    if total == 0:
-        path.touch()
-        return
-    keys = np.memmap(path, dtype=key_dtype, mode="w+", shape=(total,))
-    cursor = rowptr[:-1].copy()
-    bits = _key_bits(cursor.size, tagged)
-    with _bar(progress, sum(f.num_edges for f in files), "scatter edges") as bar:
-        for file in files:
-            for src, dst in _chunks(file, chunk_edges):
-                if tagged:
-                    _scatter_chunk(dst, 2 * src, cursor, keys, bits)
-                    _scatter_chunk(src, 2 * dst + 1, cursor, keys, bits)
-                else:
-                    _scatter_chunk(dst, src, cursor, keys, bits)
-                    if symmetrize:
-                        _scatter_chunk(src, dst, cursor, keys, bits)
-                if bar is not None:
-                    bar.update(src.size)
-    # Dirty pages of the map are file-backed: flush them and drop the map so they are
-    # written back, not held.
-    keys.flush()
-    del keys
-
-
+# ---------------------------------------------------------------------------- pass 2: runs
 def _key_bits(n: int, tagged: bool) -> int:
     """Bits of a key: a source id (``< N``), or ``2 u + direction`` (``< 2N``)."""
     return max(1, (2 * n if tagged else n) - 1).bit_length()
 
 
-def _scatter_chunk(
-    rows: np.ndarray, values: np.ndarray, cursor: np.ndarray, out: Any, bits: int
-) -> None:
-    """``out[cursor[r] + i] = values[j]`` for the ``i``-th value ``j`` of row ``r`` in this
-    chunk; advances ``cursor``. Sorting by row makes the writes ascend through the file."""
-    if rows.size == 0:
-        return
-    n = cursor.size
-    if n.bit_length() + bits <= 62:
-        # One sort of (row << bits) | value: several times faster than an argsort.
-        flat = rows << bits
-        flat |= values
-        flat.sort()
-        rows = flat >> bits
-        flat &= (1 << bits) - 1
-        values = flat
-    else:
+def _row_ranges(rowptr: np.ndarray, chunk_edges: int, bits: int) -> np.ndarray:
+    """Boundaries ``0 = r_0 < r_1 < … < r_m = N`` of row ranges holding at most
+    ``chunk_edges`` edges each (a larger row alone), few enough rows that
+    ``(local row << bits) | key`` fits in an int64."""
+    n = rowptr.size - 1
+    max_rows = 1 << max(0, 62 - bits)
+    bounds = [0]
+    while bounds[-1] < n:
+        r0 = bounds[-1]
+        r1 = int(np.searchsorted(rowptr, rowptr[r0] + chunk_edges, side="right")) - 1
+        bounds.append(min(max(r1, r0 + 1), n, r0 + max_rows))
+    return np.asarray(bounds, dtype=np.int64)
+
+
+def _sort_runs(
+    files: list[_EdgeFile],
+    bounds: np.ndarray,
+    path: Path,
+    bits: int,
+    symmetrize: bool,
+    tagged: bool,
+    chunk_edges: int,
+    progress: bool,
+) -> list[tuple[int, np.ndarray]]:
+    """Sort each chunk by destination and append it to a temporary file as one run of packed
+    ``(row - r_j) << bits | key`` values (key: the source, or ``2 u + direction`` when
+    ``tagged``), sequentially, so every byte is written once. Returns each run's start (in
+    values) and the offsets of the row ranges ``bounds`` inside it."""
+    runs: list[tuple[int, np.ndarray]] = []
+    start = 0
+    with (
+        open(path, "wb") as out,
+        _bar(progress, sum(f.num_edges for f in files), "sort chunks") as bar,
+    ):
+        for file in files:
+            for src, dst in _chunks(file, chunk_edges):
+                if tagged:
+                    pieces = [(dst, 2 * src), (src, 2 * dst + 1)]
+                else:
+                    pieces = [(dst, src), (src, dst)] if symmetrize else [(dst, src)]
+                for rows, keys in pieces:
+                    if rows.size == 0:
+                        continue
+                    packed, offsets = _sort_run(rows, keys, bounds, bits)
+                    out.write(packed.data)
+                    runs.append((start, offsets))
+                    start += packed.size
+                    del packed
+                if bar is not None:
+                    bar.update(src.size)
+        out.flush()
+    return runs
+
+
+def _sort_run(
+    rows: np.ndarray, keys: np.ndarray, bounds: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One run: the edges sorted by row, packed as ``(row - r_j) << bits | key`` where
+    ``r_j`` starts the row range of the row, and the offsets of the ranges in the run."""
+    if int(bounds[-1]).bit_length() + bits <= 62:
+        # One sort of (row << bits) | key: several times faster than an argsort.
+        packed = rows << bits
+        packed |= keys
+        packed.sort()
+        offsets = np.searchsorted(packed, bounds << bits)
+    else:  # N beyond 2**31: rows and keys do not fit one int64 together
         order = np.argsort(rows)
-        rows, values = rows[order], values[order]
+        rows, keys = rows[order], keys[order]
         del order
-    # Edge i (in row order) goes to cursor[r] + (i - first index of row r in the chunk).
-    counts = np.bincount(rows, minlength=n)
-    offset = np.cumsum(counts)
-    offset -= counts
-    np.subtract(cursor, offset, out=offset)
-    pos = offset[rows]
-    del offset, rows
-    pos += np.arange(pos.size)
-    out[pos] = values
-    cursor += counts
+        offsets = np.searchsorted(rows, bounds)
+        packed = rows - np.repeat(bounds[:-1], np.diff(offsets))
+        packed <<= bits
+        packed |= keys
+        return packed, offsets
+    packed -= np.repeat(bounds[:-1] << bits, np.diff(offsets))
+    return packed, offsets
 
 
 # ---------------------------------------------------------------------------- pass 3: merge
 def _merge(
     tmp_path: Path,
-    key_dtype: type[np.integer],
+    runs: list[tuple[int, np.ndarray]],
     rowptr: np.ndarray,
+    bounds: np.ndarray,
     out: Path,
-    n: int,
+    bits: int,
     duplicates: str,
     tagged: bool,
-    chunk_edges: int,
     progress: bool,
 ) -> tuple[int, bool]:
-    """Sort each row, merge duplicates and append the final arrays. Returns ``(E, weighted)``."""
+    """For each row range, gather its piece of every run, sort, merge duplicates and append
+    the final arrays. Returns ``(E, weighted)``."""
+    n = rowptr.size - 1
     total = int(rowptr[-1])
-    keys = np.memmap(tmp_path, dtype=key_dtype, mode="r", shape=(total,)) if total else None
-    bits = _key_bits(n, tagged)
-    # Row ranges are bounded so that (local row << bits) | key fits in int64.
-    max_rows = 1 << max(0, 62 - bits)
+    packed = np.memmap(tmp_path, dtype=np.int64, mode="r", shape=(total,)) if total else None
     col_dtype = np.dtype(str(index_dtype(n)).removeprefix("torch."))
     sum_weights = duplicates == "sum"
     weighted = False
@@ -369,20 +378,18 @@ def _merge(
         _NpyAppender(out / "rowptr.npy", np.int64, n + 1) as rowptr_out,
         _NpyAppender(out / "col.npy", col_dtype, total) as col_out,
         weight_file as w_out,
-        _bar(progress, total, "sort and merge rows") as bar,
+        _bar(progress, total, "merge rows") as bar,
     ):
         rowptr_out.append(np.zeros(1, dtype=np.int64))
-        r0 = 0
-        while r0 < n:
-            r1 = int(np.searchsorted(rowptr, rowptr[r0] + chunk_edges, side="right")) - 1
-            r1 = min(max(r1, r0 + 1), n, r0 + max_rows)
-            a, b = int(rowptr[r0]), int(rowptr[r1])
-            counts = np.diff(rowptr[r0 : r1 + 1])
-            if b > a:
-                assert keys is not None
-                rows, cols, weights = _merge_rows(
-                    np.asarray(keys[a:b]), counts, bits, tagged, sum_weights
-                )
+        for j in range(bounds.size - 1):
+            r0, r1 = int(bounds[j]), int(bounds[j + 1])
+            size = int(rowptr[r1] - rowptr[r0])
+            counts = np.zeros(r1 - r0, dtype=np.int64)
+            if size:
+                assert packed is not None
+                flat = np.concatenate([packed[s + int(o[j]) : s + int(o[j + 1])] for s, o in runs])
+                rows, cols, weights = _merge_rows(flat, bits, tagged, sum_weights)
+                del flat
                 counts = np.bincount(rows, minlength=r1 - r0)
                 col_out.append(cols.astype(col_dtype))
                 if weights is not None and w_out is not None:
@@ -392,27 +399,20 @@ def _merge(
             rowptr_out.append(num_edges + np.cumsum(counts))
             num_edges += int(counts.sum())
             if bar is not None:
-                bar.update(b - a)
-            r0 = r1
-    del keys
+                bar.update(size)
+    del packed
     if sum_weights and not weighted:
         (out / "weight.npy").unlink()  # every multiplicity is 1: unweighted, as from_edge_index
     return num_edges, weighted
 
 
 def _merge_rows(
-    keys: np.ndarray,
-    counts: np.ndarray,
-    bits: int,
-    tagged: bool,
-    sum_weights: bool,
+    flat: np.ndarray, bits: int, tagged: bool, sum_weights: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Merge the edges of consecutive rows (``counts`` per row, keys in row order).
+    """Merge the packed ``local row << bits | key`` edges of one row range (any order).
 
     Returns each distinct edge's local row, column and (``sum_weights``) weight: the
     multiplicity, or with ``tagged`` keys the larger of the two directions' multiplicities."""
-    flat = np.repeat(np.arange(counts.size, dtype=np.int64) << bits, counts)
-    flat |= keys
     flat.sort()
     starts = _run_starts(flat)
     weights = None
