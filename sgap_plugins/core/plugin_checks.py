@@ -69,6 +69,19 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _expect_float_tensor(what: str, value: Any, shape: tuple[int, ...], shape_text: str) -> None:
+    """Raise :class:`PluginCheckError` unless ``value`` (what ``what`` returned) is a
+    floating tensor of ``shape`` (``shape_text`` in the message)."""
+    if (
+        not isinstance(value, Tensor)
+        or tuple(value.shape) != shape
+        or not value.is_floating_point()
+    ):
+        raise PluginCheckError(
+            f"{what} returned {_describe(value)}; expected a floating tensor of shape {shape_text}"
+        )
+
+
 def check_graph_aggregator(cls: type[GraphAggregator]) -> None:
     """Self-check of a graph aggregator class before it is offered.
 
@@ -100,16 +113,9 @@ def check_graph_aggregator(cls: type[GraphAggregator]) -> None:
             m0 = x.clone()
             prev = m0
             for t in (1, 2):
-                cur = _call(f"combine(..., t={t})", agg.combine, matrix @ prev, m0, t)
-                if (
-                    not isinstance(cur, Tensor)
-                    or cur.shape != x.shape
-                    or not cur.is_floating_point()
-                ):
-                    raise PluginCheckError(
-                        f"combine(..., t={t}) returned {_describe(cur)}; expected a floating "
-                        f"tensor of shape {list(x.shape)}"
-                    )
+                what = f"combine(..., t={t})"
+                cur = _call(what, agg.combine, matrix @ prev, m0, t)
+                _expect_float_tensor(what, cur, tuple(x.shape), str(list(x.shape)))
                 if not _finite(cur):
                     raise PluginCheckError(f"hop {t} has NaN or inf ({kind} graph)")
                 prev = cur
@@ -140,15 +146,8 @@ def check_message_aggregator(cls: type[MessageAggregator]) -> None:
             hops = torch.linspace(-1.0, 1.0, batch * num_hops * in_dim)
             hops = hops.reshape(batch, num_hops, in_dim)
             module.eval()
-            out = _call(f"forward() of hops {list(hops.shape)}", module, hops)
-            if (
-                not isinstance(out, Tensor)
-                or tuple(out.shape) != (batch, out_dim)
-                or not out.is_floating_point()
-            ):
-                raise PluginCheckError(
-                    f"forward() of hops {list(hops.shape)} returned {_describe(out)}; "
-                    f"expected a floating tensor of shape [{batch}, out_dim={out_dim}]"
-                )
+            what = f"forward() of hops {list(hops.shape)}"
+            out = _call(what, module, hops)
+            _expect_float_tensor(what, out, (batch, out_dim), f"[{batch}, out_dim={out_dim}]")
             if not _finite(out):
                 raise PluginCheckError(f"forward() of hops {list(hops.shape)} gives NaN or inf")

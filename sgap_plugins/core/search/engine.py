@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 
 from ..._cache import cache_dir
 from ..config import PRESETS, SGAPConfig
+from ..durable_files import write_json_atomic
 from ..synthetic import NodeDataset
 from .evaluation import (
     DEFAULT_MEMORY_BUDGET,
@@ -255,9 +255,7 @@ class SearchEngine:
                 )
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(settings, indent=2))
-            os.replace(tmp, path)
+            write_json_atomic(path, settings)
 
     # ------------------------------------------------------------------ proposals
     def _losses(self, trials: Sequence[Trial], n: int) -> list[float]:

@@ -58,6 +58,7 @@ from filelock import FileLock
 from torch import Tensor
 
 from ..config import SGAPConfig
+from ..durable_files import write_json_atomic, write_npy_atomic
 from ..fingerprint import (
     aggregator_fingerprint,
     aggregator_identity,
@@ -114,12 +115,8 @@ def read_array(path: str | Path, mmap: bool = False) -> np.ndarray:
 
 
 def _save_array(path: Path, value: Tensor | np.ndarray) -> None:
-    """``np.save`` without pickling, to a temporary name renamed into place."""
-    arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    os.replace(tmp, path)
+    """``np.save`` without pickling, durably renamed into place."""
+    write_npy_atomic(path, value.detach().cpu().numpy() if isinstance(value, Tensor) else value)
 
 
 def dataset_fingerprint(data: NodeDataset, graph: CSRGraph | None = None) -> str:
@@ -258,9 +255,7 @@ class HopStore:
                 "hop_seconds": entry.hop_seconds,
                 "aggregator": entry.aggregator,
             }
-            tmp = meta_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(meta))
-            os.replace(tmp, meta_path)  # the store is valid only once its metadata exists
+            write_json_atomic(meta_path, meta)  # the store is valid once its metadata exists
             if stale is not None and stale != Path(entry.path):
                 stale.unlink(missing_ok=True)  # a store with fewer hops or another dtype
         return entry

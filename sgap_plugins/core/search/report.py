@@ -4,13 +4,12 @@ what every search writes, from the CLI or the Python API alike) and a terminal t
 from __future__ import annotations
 
 import csv
-import json
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from ..durable_files import write_atomic, write_json_atomic
 from .result import SearchResult
 
 UNITS = {
@@ -20,12 +19,6 @@ UNITS = {
     "peak_memory": ("memory MiB", 1.0 / 2**20),
     "params": ("params", 1.0),
 }
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_outputs(
@@ -57,7 +50,7 @@ def write_outputs(
 
 
 def write_pareto_json(result: SearchResult, path: str | Path) -> None:
-    _atomic_write(Path(path), json.dumps(result.pareto_json(), indent=2) + "\n")
+    write_json_atomic(Path(path), result.pareto_json())
 
 
 def write_trials_csv(result: SearchResult, path: str | Path) -> None:
@@ -66,9 +59,8 @@ def write_trials_csv(result: SearchResult, path: str | Path) -> None:
     front = {t.trial for t in result.front}
     point_keys = sorted({k for t in result.trials for k in t.point})
     obj_keys = sorted({k for t in result.trials for k in t.objectives})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+
+    def write(f: IO[str]) -> None:
         w = csv.writer(f)
         w.writerow(
             ["trial", "status", *point_keys, *obj_keys, "val_acc", "test_acc", "on_front", "error"]
@@ -86,7 +78,8 @@ def write_trials_csv(result: SearchResult, path: str | Path) -> None:
                     (t.error or "").splitlines()[0] if t.error else "",
                 ]
             )
-    os.replace(tmp, path)
+
+    write_atomic(Path(path), write)
 
 
 def plot_pareto(
