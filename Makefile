@@ -30,7 +30,7 @@ lint: env-compat
 	.venv/bin/mypy sgap_plugins
 
 test-compat: env-compat
-	SGAP_REQUIRE_DGL=1 scripts/run_pytest.sh $(COMPAT) compat
+	SGAP_REQUIRE_DGL=1 SGAP_REQUIRE_RAY=1 scripts/run_pytest.sh $(COMPAT) compat
 
 test-latest: env-latest
 	scripts/run_pytest.sh $(LATEST) latest

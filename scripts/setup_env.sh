@@ -5,7 +5,7 @@
 set -euo pipefail
 name="$1"
 case "$name" in
-  compat) venv=.venv; extras="pyg,dgl,search,docs,dev" ;;
+  compat) venv=.venv; extras="pyg,dgl,search,ray,bench,docs,dev" ;;
   latest) venv=.venv-latest; extras="pyg,search,dev" ;;
   *) echo "usage: $0 compat|latest" >&2; exit 2 ;;
 esac
