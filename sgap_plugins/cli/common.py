@@ -95,7 +95,8 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
         "--split-seed",
         type=non_negative_int("--split-seed"),
         default=0,
-        help="seed of the random 20/30-per-class split (Amazon, Coauthor, csbm)",
+        help="seed of the random 20/30-per-class split (Amazon, Coauthor, csbm); "
+        "the published split 0-9 of the heterophily sets (actor, texas, tolokers, ...)",
     )
 
 
