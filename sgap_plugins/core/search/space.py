@@ -13,7 +13,8 @@ config back. :meth:`DesignSpace.hyperopt_space` encodes the space for hyperopt (
 dimensions as quantised uniforms so TPE models them as ordinal, aggregators as
 ``hp.choice``); :meth:`DesignSpace.to_vals` / :meth:`DesignSpace.from_vals` convert between a
 point and hyperopt's internal ``vals`` (choice indices), which is how a search history is
-handed back to TPE.
+handed back to TPE. :meth:`DesignSpace.suggest_optuna` draws the same space with an Optuna
+trial (for the comparison with Optuna's samplers, ``benchmarks/search_peers.py``).
 """
 
 from __future__ import annotations
@@ -206,6 +207,40 @@ class DesignSpace:
             space["hidden"] = hp.choice("hidden", list(t.hidden))
             space["dropout"] = hp.uniform("dropout", t.dropout[0], t.dropout[1])
         return space
+
+    def suggest_optuna(self, trial: Any) -> dict[str, Any]:
+        """Draw a point with an Optuna ``trial`` (define-by-run), the same space as
+        :meth:`hyperopt_space`: ``suggest_int(key, low, high)`` over the inclusive ranges of
+        ``k_pre``, ``k_trans``, ``k_post`` (every integer equally likely, ordered, as the
+        quantised uniforms), ``suggest_categorical`` over the aggregator labels, and with
+        training ranges ``suggest_float(..., log=True)`` for ``lr`` and ``weight_decay``,
+        ``suggest_categorical`` for ``hidden``, ``suggest_float`` for ``dropout``. Like the
+        hyperopt space it has no conditional parameters (``ga_pre`` / ``ga_post`` are drawn
+        even when ``k_pre`` / ``k_post`` is 0), so both samplers see the same dimensions.
+
+        Optuna is not a dependency of the package: ``trial`` is any object with Optuna's
+        ``suggest_int`` / ``suggest_categorical`` / ``suggest_float`` methods.
+
+        Returns:
+            The point, valid for :meth:`to_config`.
+        """
+        point: dict[str, Any] = {}
+        for key in ARCH_KEYS:
+            if key in INT_KEYS:
+                lo, hi = self.ranges[key]
+                point[key] = int(trial.suggest_int(key, lo, hi))
+            else:
+                point[key] = str(trial.suggest_categorical(key, self._labels(key)))
+        if self.training is not None:
+            t = self.training
+            point["lr"] = float(trial.suggest_float("lr", t.lr[0], t.lr[1], log=True))
+            point["weight_decay"] = float(
+                trial.suggest_float("weight_decay", t.weight_decay[0], t.weight_decay[1], log=True)
+            )
+            point["hidden"] = int(trial.suggest_categorical("hidden", list(t.hidden)))
+            point["dropout"] = float(trial.suggest_float("dropout", t.dropout[0], t.dropout[1]))
+        self.validate(point)
+        return point
 
     def _labels(self, key: str) -> list[str]:
         options = self.message_aggregators if key == "ma" else self.graph_aggregators
