@@ -334,7 +334,7 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> None:
     for engine, row in table["engines"].items():
         curves = np.asarray(row["curves"])
         x = np.arange(1, curves.shape[1] + 1)
-        (line,) = ax.plot(x, curves.mean(axis=0), label=f"{engine} ({len(row['seeds'])} seeds)")
+        (line,) = ax.plot(x, curves.mean(axis=0), label=f"{engine} (n={len(row['seeds'])})")
         ax.fill_between(
             x, curves.min(axis=0), curves.max(axis=0), alpha=0.2, color=line.get_color()
         )
