@@ -3,7 +3,8 @@
 Real datasets are found through ``$SGAP_DATA_ROOT`` (``make test`` points it at
 ``../shared/data``); tests that need them skip with a clear reason when it is unset and fail
 when it is set but the files are missing. DGL tests run wherever DGL is installed and fail
-(instead of skipping) when ``SGAP_REQUIRE_DGL=1``, which ``make test`` sets for the compat env.
+(instead of skipping) when ``SGAP_REQUIRE_DGL=1``, which ``make test`` sets for the compat env;
+Ray tests (:func:`require_ray`) likewise with ``SGAP_REQUIRE_RAY=1``.
 """
 
 from __future__ import annotations
@@ -55,3 +56,14 @@ def require_dgl():
 @pytest.fixture
 def dgl():
     return require_dgl()
+
+
+def require_ray():
+    """Import ray, or skip with a reason (fail when the env promises Ray)."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("SGAP_REQUIRE_RAY") == "1":
+            pytest.fail("SGAP_REQUIRE_RAY=1 but ray is not installed")
+        pytest.skip("Ray is not installed in this env (the compat env runs the Ray tests)")
+    import ray
+
+    return ray

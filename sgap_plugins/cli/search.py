@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import ops
 from ..core.search import OBJECTIVES, DesignSpace, SearchEngine, TrainingRanges
 from ..core.search.engine import DEFAULT_BASE_CONFIG
+from ..core.search.ray_executor import RayExecutor, RayNotInstalledError, RayUnreachableError
 from ..core.search.report import front_table
 from ..datasets import load_dataset
 from .common import add_dataset_args, non_negative_int, parse_aggregator_spec, parse_params
@@ -40,7 +41,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "inference_time in seconds per node, peak_memory in bytes)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--workers", type=int, default=1, help="parallel trial processes")
+    p.add_argument(
+        "--workers", type=int, default=1, help="parallel trials (processes or Ray tasks)"
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where trials run: local worker processes (default) or Ray tasks "
+        "(pip install 'sgap-plugins[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="with --executor ray: the Ray cluster to run on ('auto': the one `ray start` "
+        "started on this machine); default a local Ray runtime with --workers CPUs",
+    )
+    p.add_argument(
+        "--ray-share",
+        choices=("path", "object-store"),
+        default="path",
+        help="with --executor ray: workers read the hop stores from their paths (default; "
+        "one machine or shared storage) or from Ray's object store (no shared storage)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument(
         "--seed", type=non_negative_int("--seed"), default=0, help="search and training seed"
@@ -82,7 +105,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _ray_executor(args: argparse.Namespace) -> RayExecutor:
+    """The executor of ``--executor ray`` (ValueError/ImportError: a one-line error)."""
+    try:
+        return RayExecutor(
+            args.workers,
+            trial_timeout=args.trial_timeout,
+            address=args.ray_address,
+            share=args.ray_share.replace("-", "_"),
+        )
+    except RayNotInstalledError:
+        raise ImportError("`--executor ray` needs Ray: pip install 'sgap-plugins[ray]'") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.executor != "ray" and args.ray_address is not None:
+        raise ValueError("--ray-address needs --executor ray")
+    # before the dataset and the hop stores: a missing Ray is reported at once
+    executor = _ray_executor(args) if args.executor == "ray" else None
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     budgets = {}
     for name, bound in parse_params(args.budget, "--budget").items():
@@ -120,22 +160,34 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         seed=args.seed,
         trial_timeout=args.trial_timeout,
+        executor=executor,
         resume=args.resume,
         progress=not args.no_progress,
         data_root=args.data_root,
         split_seed=args.split_seed,
         presets=not args.no_presets,
     )
+    where = "local processes"
+    if executor is not None:
+        where = f"Ray {args.ray_address or 'local runtime'}, share {args.ray_share}"
     print(
         f"search: {data.name} ({data.num_nodes} nodes), {space}, objectives {objectives}"
         + (f", budgets {budgets}" if budgets else "")
-        + f", {args.max_evals} trials on {args.workers} worker(s) → {out}",
+        + f", {args.max_evals} trials on {args.workers} worker(s) ({where}) → {out}",
         file=sys.stderr,
     )
     try:
         result = engine.run()
     except FileExistsError as exc:
         print(f"sgap search: error: {exc}", file=sys.stderr)
+        return 2
+    except RayUnreachableError as exc:
+        print(
+            f"sgap search: error: --ray-address {exc.address}: no Ray cluster there "
+            f"({exc.reason}); start one with `ray start --head`, or drop --ray-address to "
+            "run on a local Ray runtime",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

@@ -9,6 +9,9 @@
   Chebyshev function, the constrained loss.
 * :mod:`~sgap_plugins.core.search.executors` — the :class:`Executor` protocol and
   :class:`LocalProcessPool` (worker processes, timeouts, crash handling).
+* :mod:`~sgap_plugins.core.search.ray_executor` — :class:`RayExecutor`: trials as Ray
+  tasks sharing the hop stores (``pip install 'sgap-plugins[ray]'``; Ray is imported only
+  when one is created).
 * :mod:`~sgap_plugins.core.search.journal` — :class:`Trial` records and the durable,
   schema-versioned ``trials.jsonl``.
 * :mod:`~sgap_plugins.core.search.evaluation` — hop stores propagated once per graph
@@ -24,6 +27,7 @@ from .evaluation import OBJECTIVES, HopStore, TrialContext, evaluate_trial
 from .executors import Executor, LocalProcessPool, TrialJob, TrialOutcome
 from .journal import JournalError, Trial, read_trials
 from .pareto import dominates, hypervolume, non_dominated
+from .ray_executor import RayExecutor
 from .result import SearchResult
 from .space import AggregatorChoice, DesignSpace, TrainingRanges
 
@@ -35,6 +39,7 @@ __all__ = [
     "HopStore",
     "JournalError",
     "LocalProcessPool",
+    "RayExecutor",
     "SearchEngine",
     "SearchResult",
     "TrainingRanges",

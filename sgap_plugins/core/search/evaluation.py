@@ -47,6 +47,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,18 @@ class HopStore:
         return entries
 
 
+def _checked_labels(arr: np.ndarray, name: str, folder: Path | None = None) -> np.ndarray:
+    """``arr`` if it is a 1-D int64 array (labels or node indices), else a ValueError naming
+    it (and the context ``folder`` it was read from, which rebuilding fixes)."""
+    if arr.dtype != np.int64 or arr.ndim != 1:
+        where = f"{folder / f'{name}.npy'}" if folder is not None else f"labels[{name!r}]"
+        fix = f"; delete {folder} to rebuild the trial context" if folder is not None else ""
+        raise ValueError(
+            f"{where} must hold a 1-D int64 array, got {arr.dtype} {list(arr.shape)}{fix}"
+        )
+    return arr
+
+
 @dataclass
 class TrialContext:
     """Everything a worker needs to evaluate trials: the hop stores, and a folder with the
@@ -405,20 +418,76 @@ class TrialContext:
         state.update(_hops={}, _graph=None, _labels=None)
         return state
 
+    def arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        """The context's files as arrays, memory-mapped (nothing is read until used)::
+
+            {"hops": {label: [K+1, N, F]}, "graph": {"rowptr": [N+1], "col": [E]
+             (, "weight": [E])}, "labels": {"y": [N], "train"/"val"/"test": indices}}
+
+        What :meth:`from_arrays` takes, e.g. to ship the context through an object store
+        to machines that do not share the files."""
+        graph = self.graph()
+        return {
+            "hops": {label: read_array(e.path, mmap=True) for label, e in self.entries.items()},
+            "graph": {
+                "rowptr": graph.rowptr.numpy(),
+                "col": graph.col.numpy(),
+                **({} if graph.weight is None else {"weight": graph.weight.numpy()}),
+            },
+            "labels": {name: t.numpy() for name, t in self.labels().items()},
+        }
+
+    @classmethod
+    def from_arrays(
+        cls,
+        entries: dict[str, StoreEntry],
+        arrays: dict[str, dict[str, np.ndarray]],
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> TrialContext:
+        """A context over arrays in memory (:meth:`arrays`' layout) instead of files, e.g.
+        the read-only, zero-copy views Ray's object store hands a worker; the arrays are
+        used as they are (never copied, never written: trials only read them). ``entries``
+        describe the stores (their ``path`` is not read). Such a context lives in one
+        process: pickling it ships paths only (see :meth:`__getstate__`).
+
+        Raises:
+            ValueError: a hop array does not match its entry's dtype and shape, or a label
+                array is not 1-D int64.
+        """
+        hops, graph = arrays["hops"], arrays["graph"]
+        for label, entry in entries.items():
+            arr = hops[label]
+            if arr.dtype != np.dtype(entry.dtype) or arr.shape != entry.shape:
+                raise ValueError(
+                    f"hops {label!r} hold {arr.dtype} {list(arr.shape)}, its store entry "
+                    f"records {entry.dtype} {list(entry.shape)}"
+                )
+        labels = {name: _checked_labels(arrays["labels"][name], name) for name in LABEL_ARRAYS}
+        with warnings.catch_warnings():
+            # read-only buffers are fine: hops, graph and labels are only ever read
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            weight = graph.get("weight")
+            ctx = cls(entries=dict(entries), folder="", memory_budget=memory_budget)
+            ctx._hops = {label: torch.from_numpy(hops[label]) for label in entries}
+            ctx._graph = CSRGraph(
+                torch.from_numpy(graph["rowptr"]),
+                torch.from_numpy(graph["col"]),
+                None if weight is None else torch.from_numpy(weight),
+                len(graph["rowptr"]) - 1,
+            )
+            ctx._labels = {name: torch.from_numpy(arr) for name, arr in labels.items()}
+        return ctx
+
     def labels(self) -> dict[str, Tensor]:
         """``{"y": [N] int64, "train"/"val"/"test": node indices}``."""
         if self._labels is None:
             folder = Path(self.folder)
-            labels = {}
-            for name in LABEL_ARRAYS:
-                arr = read_array(folder / f"{name}.npy")
-                if arr.dtype != np.int64 or arr.ndim != 1:
-                    raise ValueError(
-                        f"{folder / f'{name}.npy'} must hold a 1-D int64 array, got {arr.dtype} "
-                        f"{list(arr.shape)}; delete {folder} to rebuild the trial context"
-                    )
-                labels[name] = torch.from_numpy(arr)
-            self._labels = labels
+            self._labels = {
+                name: torch.from_numpy(
+                    _checked_labels(read_array(folder / f"{name}.npy"), name, folder)
+                )
+                for name in LABEL_ARRAYS
+            }
         return self._labels
 
     def graph(self) -> CSRGraph:
