@@ -8,8 +8,9 @@ It receives :class:`TrialJob`\\ s, runs each with a trial function (by default
 an executor never raises for a trial.
 
 :class:`LocalProcessPool` (the default) runs trials in spawned worker processes on this
-machine. Another engine (Ray, trials as remote tasks sharing the hop stores) slots in by
-implementing the six members of :class:`Executor`.
+machine; :class:`~sgap_plugins.core.search.ray_executor.RayExecutor` runs them as Ray tasks
+sharing the hop stores. Another engine slots in by implementing the six members of
+:class:`Executor`.
 """
 
 from __future__ import annotations
