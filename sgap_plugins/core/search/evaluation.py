@@ -373,7 +373,9 @@ class TrialContext:
     """Everything a worker needs to evaluate trials: the hop stores, and a folder with the
     graph (for post-processing; :meth:`CSRGraph.save` format) and the labels and splits
     (``y.npy``, ``train.npy``, ``val.npy``, ``test.npy``). Loaded lazily, once per worker;
-    only paths travel to the workers."""
+    only paths travel to the workers. Where workers cannot read the files,
+    :meth:`arrays` and :meth:`from_arrays` move the same data as arrays (e.g. through Ray's
+    object store, :mod:`~sgap_plugins.core.search.ray_executor`)."""
 
     entries: dict[str, StoreEntry]
     folder: str
