@@ -372,6 +372,8 @@ def test_executor_ray_without_ray_is_a_one_line_error(monkeypatch, capsys, tmp_p
     assert not (tmp_path / "x").exists()
     assert main(["search", "--ray-address", "auto", "--out", str(tmp_path / "x")]) == 2
     assert "--ray-address needs --executor ray" in capsys.readouterr().err
+    assert main(["search", "--ray-share", "object-store", "--out", str(tmp_path / "x")]) == 2
+    assert "--ray-share needs --executor ray" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------ CLI drivers in subprocesses

@@ -60,7 +60,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--ray-share",
         choices=("path", "object-store"),
-        default="path",
         help="with --executor ray: workers read the hop stores from their paths (default; "
         "one machine or shared storage) or from Ray's object store (no shared storage)",
     )
@@ -105,24 +104,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _ray_executor(args: argparse.Namespace) -> RayExecutor:
+def _ray_executor(args: argparse.Namespace, share: str) -> RayExecutor:
     """The executor of ``--executor ray`` (ValueError/ImportError: a one-line error)."""
     try:
         return RayExecutor(
             args.workers,
             trial_timeout=args.trial_timeout,
             address=args.ray_address,
-            share=args.ray_share.replace("-", "_"),
+            share=share.replace("-", "_"),
         )
     except RayNotInstalledError:
         raise ImportError("`--executor ray` needs Ray: pip install 'sgap-plugins[ray]'") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.executor != "ray" and args.ray_address is not None:
-        raise ValueError("--ray-address needs --executor ray")
+    if args.executor != "ray":
+        for flag, value in (("--ray-address", args.ray_address), ("--ray-share", args.ray_share)):
+            if value is not None:
+                raise ValueError(f"{flag} needs --executor ray")
+    share = args.ray_share or "path"
     # before the dataset and the hop stores: a missing Ray is reported at once
-    executor = _ray_executor(args) if args.executor == "ray" else None
+    executor = _ray_executor(args, share) if args.executor == "ray" else None
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     budgets = {}
     for name, bound in parse_params(args.budget, "--budget").items():
@@ -167,13 +169,14 @@ def run(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         presets=not args.no_presets,
     )
-    where = "local processes"
+    on = f"{args.workers} worker(s)"  # the local pool's wording, as make demo prints it
     if executor is not None:
-        where = f"Ray {args.ray_address or 'local runtime'}, share {args.ray_share}"
+        cluster = args.ray_address or "a local runtime"
+        on = f"{args.workers} Ray task(s) at once on {cluster} (hop stores by {share})"
     print(
         f"search: {data.name} ({data.num_nodes} nodes), {space}, objectives {objectives}"
         + (f", budgets {budgets}" if budgets else "")
-        + f", {args.max_evals} trials on {args.workers} worker(s) ({where}) → {out}",
+        + f", {args.max_evals} trials on {on} → {out}",
         file=sys.stderr,
     )
     try:
