@@ -269,12 +269,12 @@ def test_an_interrupted_precompute_resumes_byte_identically(tmp_path, monkeypatc
     calls = []
     real_run = ColumnBlocks.run
 
-    def failing_run(self, c0, c1, out, on_hop=None):
+    def failing_run(self, c0, c1, out, on_hop=None, **kwargs):
         calls.append(c0)
         if len(calls) == 2:
-            real_run(self, c0, c1, out, on_hop=None)  # its data is written, but not journalled
+            real_run(self, c0, c1, out, None, **kwargs)  # its data is written, not journalled
             raise Interrupt
-        real_run(self, c0, c1, out, on_hop)
+        real_run(self, c0, c1, out, on_hop, **kwargs)
 
     monkeypatch.setattr(ColumnBlocks, "run", failing_run)
     with pytest.raises(Interrupt):

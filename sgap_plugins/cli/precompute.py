@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "block."
         ),
     )
+    add_options(p)
+    return p
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``sgap precompute``, shared with ``python -m sgap_plugins.dist
+    propagate``."""
     add_dataset_args(p)
     p.set_defaults(dataset=None)  # csbm unless --edges/--features are given
     p.add_argument(
@@ -91,55 +99,80 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
+
+
+@dataclass
+class Inputs:
+    """What ``sgap precompute``'s options name, loaded: the graph, the features (a
+    memory-mapped ``.npy`` or a dataset's tensor), the selected rows, their description for
+    the manifest (``inputs=`` of :func:`precompute`), the graph's build or load time and a
+    name for the summary line."""
+
+    graph: Any
+    x: Any
+    rows: np.ndarray | None
+    inputs: dict[str, Any]
+    graph_s: float
+    source: str
+    from_files: bool
+
+
+def load_inputs(args: argparse.Namespace, budget: int, *, build_graph: bool = True) -> Inputs:
+    """The inputs of ``args``. From files the graph is built into ``DIR/graph`` (or reused
+    when it matches); ``build_graph=False`` only maps an existing matching one (the ranks
+    that wait for another process to build it)."""
+    if args.edges is not None or args.features is not None:
+        if args.dataset is not None:
+            raise ValueError("pass either --dataset or --edges with --features, not both")
+        graph, x, rows, inputs, graph_s = _from_files(args, budget, build_graph)
+        return Inputs(graph, x, rows, inputs, graph_s, ", ".join(args.edges), True)
+    if args.num_nodes is not None or args.symmetrize:
+        raise ValueError("--num-nodes and --symmetrize apply to --edges; drop them")
+    data = load_dataset(args.dataset or "csbm", args.data_root, args.split_seed)
+    rows = _load_rows(args.rows, data.num_nodes)
+    inputs = {"dataset": data.name, "split_seed": args.split_seed}
+    if args.rows:
+        inputs["rows"] = file_identity(Path(args.rows))
+    return Inputs(data.edge_index, data.x, rows, inputs, 0.0, data.name, False)
+
+
+def features_error(args: argparse.Namespace, loaded: Inputs, exc: ValueError) -> ValueError:
+    """A NaN/inf found while streaming ``--features``, named by the flag (else ``exc``)."""
+    if loaded.from_files and str(exc).startswith("x "):
+        return ValueError(f"--features {args.features}: {exc}")
+    return exc
 
 
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     budget = check_memory_budget(args.memory_budget)
     dtype = DTYPES[args.dtype] if args.dtype else None
-    graph: Any
-    x: Any
-    from_files = args.edges is not None or args.features is not None
-    if from_files:
-        if args.dataset is not None:
-            raise ValueError("pass either --dataset or --edges with --features, not both")
-        graph, x, rows, inputs, graph_s = _from_files(args, budget)
-        source = ", ".join(args.edges)
-    else:
-        if args.num_nodes is not None or args.symmetrize:
-            raise ValueError("--num-nodes and --symmetrize apply to --edges; drop them")
-        data = load_dataset(args.dataset or "csbm", args.data_root, args.split_seed)
-        graph, x = data.edge_index, data.x
-        rows = _load_rows(args.rows, data.num_nodes)
-        inputs = {"dataset": data.name, "split_seed": args.split_seed}
-        if args.rows:
-            inputs["rows"] = file_identity(Path(args.rows))
-        graph_s, source = 0.0, data.name
+    loaded = load_inputs(args, budget)
     kernel_build_s = ops.prepare()  # a first run's compile, apart from the propagation time
     try:
         manifest = precompute(
-            graph,
-            x,
+            loaded.graph,
+            loaded.x,
             args.k,
             args.aggregator,
             out=args.out,
-            rows=rows,
+            rows=loaded.rows,
             dtype=dtype,
             memory_budget=budget,
             progress=not args.no_progress,
-            inputs=inputs,
+            inputs=loaded.inputs,
             overwrite=args.overwrite,
-            timings={"graph_s": graph_s},
+            timings={"graph_s": loaded.graph_s},
             **params,
         )
     except FileExistsError as exc:
         print(f"sgap precompute: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        if from_files and str(exc).startswith("x "):  # found while streaming the features
-            raise ValueError(f"--features {args.features}: {exc}") from exc
-        raise
+        error = features_error(args, loaded, exc)
+        if error is exc:
+            raise
+        raise error from exc
     if args.json:
         print(
             json.dumps({"out": str(Path(args.out)), **manifest, "kernel_build_s": kernel_build_s})
@@ -147,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     timings = manifest["timings"]
     print(
-        f"{source}: {manifest['aggregator']} x{manifest['k']} -> {manifest['shape']} "
+        f"{loaded.source}: {manifest['aggregator']} x{manifest['k']} -> {manifest['shape']} "
         f"{manifest['dtype']} in {timings['total_s']:.3f} s "
         f"({manifest['num_blocks']} column block(s), {manifest['resumed_blocks']} resumed), "
         f"written to {args.out}"
@@ -156,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_files(
-    args: argparse.Namespace, budget: int
+    args: argparse.Namespace, budget: int, build_graph: bool = True
 ) -> tuple[CSRGraph, np.ndarray, np.ndarray | None, dict[str, Any], float]:
     """Features (memory-mapped), rows and the graph (built into DIR/graph or reused); every
     cheap check runs before the graph is built."""
@@ -189,6 +222,11 @@ def _from_files(
     folder = Path(args.out) / "graph"
     if _graph_matches(folder, edge_files, n, args.symmetrize):
         graph = CSRGraph.load(folder, mmap=True)
+    elif not build_graph:
+        raise RuntimeError(
+            f"{folder} holds no graph built from --edges, though the process building it "
+            "has finished; is --out on storage this process sees (the same path)?"
+        )
     else:
         try:
             graph = build_csr(

@@ -17,6 +17,17 @@ block; the block widths depend only on the problem and the memory budget, and ev
 computed by the same kernels in the same order, so the resumed ``hops.npy`` is byte-identical
 to an uninterrupted one. Started with *different* arguments on an unfinished or finished
 folder, it refuses (naming what differs) unless ``overwrite=True``.
+
+A folder written by several ranks (:mod:`sgap_plugins.dist`, each rank a contiguous range
+of columns) has the same files and manifest, plus ``"layout"``, ``"world_size"`` and
+``"columns"`` (the ``[c0, c1)`` of each rank) in the manifest:
+
+* ``"shared"`` — one ``hops.npy``, each rank having written its columns into it;
+* ``"shards"`` — ``hops.rank{r}.npy`` ``[K+1, R, c1-c0]`` per rank (listed in
+  ``"shards"``), which :func:`load_hops` concatenates along the last dimension.
+
+Each rank journals its blocks in ``progress.rank{r}.json``. A single-process folder has no
+``"layout"`` key (read as ``"single"``).
 """
 
 from __future__ import annotations
@@ -36,12 +47,15 @@ from torch import Tensor
 from .durable_files import fsync_path, read_versioned_json, write_json_atomic
 from .fingerprint import aggregator_identity, content_hash, graph_fingerprint
 from .graph_aggregators import GraphAggregator
-from .propagation import ColumnBlocks, numpy_dtype
+from .propagation import ColumnBlocks, numpy_dtype, torch_dtype
 
 HOPS = "hops.npy"
 ROWS = "rows.npy"
 MANIFEST = "manifest.json"
 JOURNAL = "progress.json"
+SHARD = "hops.rank{rank}.npy"  # the "shards" layout: one file of columns per rank
+RANK_JOURNAL = "progress.rank{rank}.json"
+LAYOUTS = ("single", "shared", "shards")
 FORMAT = "sgap-hops"
 FORMAT_VERSION = 1
 # rows.npy of all nodes is written in chunks of this many ids (no O(N) temporary).
@@ -108,52 +122,34 @@ def precompute(
         npy=True,
         **params,
     )
-    identity = _identity(x, blocks, inputs)
+    identity = hop_identity(x, blocks, inputs)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"out={folder} exists and is not a folder; choose a folder path")
-    done = _resume_state(folder, identity, overwrite)
-    if isinstance(done, dict):  # finished earlier with the same arguments
-        return done
+    finished = finished_result(folder, identity, overwrite, [HOPS, ROWS])
+    if finished is not None:  # finished earlier with the same arguments
+        return finished
+    refuse_other_journals(folder, {JOURNAL}, overwrite)
+    journal = folder / JOURNAL
+    done = journal_state(journal, folder / HOPS, blocks.shape, identity, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
-    np_dtype = numpy_dtype(blocks.dtype)
     hops_path = folder / HOPS
     resumed = len(done)
+    if not done or not (folder / ROWS).is_file():
+        write_rows(folder / ROWS, blocks)
     if not done:
-        (folder / JOURNAL).unlink(missing_ok=True)
-        _write_rows(folder / ROWS, blocks)
-        if 0 not in blocks.shape:
-            np.lib.format.open_memmap(hops_path, mode="w+", dtype=np_dtype, shape=blocks.shape)
-        write_json_atomic(folder / JOURNAL, {"identity": identity, "done": []})
+        start_journal(journal, hops_path, blocks, blocks.shape, identity)
     spans = blocks.spans
-    compute_s = 0.0
-    if 0 in blocks.shape:
-        np.save(hops_path, np.empty(blocks.shape, dtype=np_dtype))
-    else:
-        mapped = np.load(hops_path, mmap_mode="r+")
-        target = torch.from_numpy(mapped)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(spans) * (blocks.k + 1),
-            initial=len(done) * (blocks.k + 1),
-            desc=f"precompute {identity['aggregator']} k={blocks.k}",
-            unit="hop",
-            disable=not progress,
-            file=sys.stderr,
-        )
-        with bar:
-            for i, (c0, c1) in enumerate(spans):
-                if c0 in done:
-                    continue
-                bar.set_postfix_str(f"columns {c0}:{c1} (block {i + 1}/{len(spans)})")
-                tic = time.perf_counter()
-                blocks.run(c0, c1, target, on_hop=lambda t: bar.update(1))
-                mapped.flush()  # the block's pages reach the file before the journal says so
-                compute_s += time.perf_counter() - tic
-                done.add(c0)
-                write_json_atomic(folder / JOURNAL, {"identity": identity, "done": sorted(done)})
-        del target, mapped
+    compute_s = run_blocks(
+        blocks,
+        spans,
+        hops_path,
+        journal,
+        identity,
+        done,
+        progress=progress,
+        desc=f"precompute {identity['aggregator']} k={blocks.k}",
+    )
     manifest = {
         **identity,
         "num_rows": blocks.num_rows,
@@ -169,24 +165,32 @@ def precompute(
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    fsync_path(hops_path)
     write_json_atomic(folder / MANIFEST, manifest)
-    (folder / JOURNAL).unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
     return manifest
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a finished hop folder (``FileNotFoundError`` with the reason and the
-    fix for a folder without one, e.g. an interrupted precompute)."""
+    fix for a folder without one, e.g. an interrupted or failed precompute)."""
     root = Path(folder)
     path = root / MANIFEST
     if not path.is_file():
-        hint = (
-            "a precompute into it was interrupted; rerun it with the same arguments to resume"
-            if (root / JOURNAL).exists() or (root / HOPS).exists()
-            else "create one with `sgap precompute ... --out DIR` or "
-            "sgap_plugins.core.hop_folder.precompute"
-        )
+        if any(root.glob(RANK_JOURNAL.format(rank="*"))) or any(root.glob(SHARD.format(rank="*"))):
+            hint = (
+                "a distributed precompute into it failed or was interrupted; rerun the same "
+                "`torchrun ... -m sgap_plugins.dist propagate` command (same arguments, same "
+                "number of ranks) to resume it"
+            )
+        elif (root / JOURNAL).exists() or (root / HOPS).exists():
+            hint = (
+                "a precompute into it was interrupted; rerun it with the same arguments to resume"
+            )
+        else:
+            hint = (
+                "create one with `sgap precompute ... --out DIR` or "
+                "sgap_plugins.core.hop_folder.precompute"
+            )
         raise FileNotFoundError(f"{root} is not a finished hop folder (no {MANIFEST}): {hint}")
     return read_versioned_json(path, FORMAT, FORMAT_VERSION, "hop manifest", "rerun the precompute")
 
@@ -194,21 +198,22 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
 def load_hops(
     folder: str | os.PathLike[str], *, with_rows: bool = False
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """The hops of a finished hop folder as a tensor ``[K+1, R, F]`` memory-mapped onto
-    ``hops.npy`` (nothing is read until used; copy-on-write: writing to the tensor never
-    changes the file). ``with_rows=True`` also returns ``rows.npy`` (``int64`` ``[R]``, the
-    node id of each row). A folder without ``manifest.json`` is refused."""
+    """The hops of a finished hop folder as a tensor ``[K+1, R, F]``. ``with_rows=True``
+    also returns ``rows.npy`` (``int64`` ``[R]``, the node id of each row). A folder without
+    ``manifest.json`` is refused.
+
+    With one ``hops.npy`` (layouts ``"single"`` and ``"shared"``) the tensor is
+    memory-mapped onto it: nothing is read until used, and it is copy-on-write (writing to
+    the tensor never changes the file). The ``"shards"`` layout is stitched,
+    ``torch.cat(shards, dim=-1)``, into a new tensor in RAM: ``(K+1)·R·F`` values of the
+    storage dtype, read once from the shard files (each checked against the manifest)."""
     root = Path(folder)
     manifest = read_manifest(root)
     shape = tuple(manifest["shape"])
-    # An empty array cannot be memory-mapped (and costs nothing to read).
-    hops = np.load(root / HOPS, mmap_mode="c" if 0 not in shape else None, allow_pickle=False)
-    if hops.shape != shape or str(hops.dtype) != manifest["dtype"]:
-        raise ValueError(
-            f"{root / HOPS} holds {hops.dtype} {list(hops.shape)} but the manifest says "
-            f"{manifest['dtype']} {list(shape)}; the folder is damaged, rerun the precompute"
-        )
-    tensor = torch.from_numpy(hops)
+    if manifest.get("layout", "single") == "shards":
+        tensor = _stitch_shards(root, manifest)
+    else:
+        tensor = torch.from_numpy(_load_npy(root / HOPS, shape, manifest["dtype"]))
     if not with_rows:
         return tensor
     ids = np.load(root / ROWS, allow_pickle=False)
@@ -217,8 +222,38 @@ def load_hops(
     return tensor, torch.from_numpy(ids)
 
 
-# ------------------------------------------------------------------------------ internals
-def _identity(
+def _load_npy(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """``path`` memory-mapped copy-on-write, checked against the manifest's shape and dtype."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'{path} is missing; the folder is incomplete (with the "shards" layout, copy '
+            "every rank's hops.rank*.npy into one folder), or rerun the precompute"
+        )
+    # An empty array cannot be memory-mapped (and costs nothing to read).
+    hops = np.load(path, mmap_mode="c" if 0 not in shape else None, allow_pickle=False)
+    if hops.shape != shape or str(hops.dtype) != dtype:
+        raise ValueError(
+            f"{path} holds {hops.dtype} {list(hops.shape)} but the manifest says "
+            f"{dtype} {list(shape)}; the folder is damaged, rerun the precompute"
+        )
+    return hops
+
+
+def _stitch_shards(root: Path, manifest: dict[str, Any]) -> Tensor:
+    """The ``"shards"`` layout: rank ``r``'s file holds columns ``columns[r]``."""
+    k1, r, f = manifest["shape"]
+    columns, names = manifest["columns"], manifest["shards"]
+    if len(columns) != len(names) or sum(c1 - c0 for c0, c1 in columns) != f:
+        raise ValueError(f"{root / MANIFEST} lists inconsistent shards; rerun the precompute")
+    out = torch.empty((k1, r, f), dtype=torch_dtype(np.dtype(manifest["dtype"])))
+    for (c0, c1), name in zip(columns, names, strict=True):
+        shard = _load_npy(root / name, (k1, r, c1 - c0), manifest["dtype"])
+        out[:, :, c0:c1] = torch.from_numpy(shard)
+    return out
+
+
+# -------------------------------------------------- the steps of a (one- or many-rank) run
+def hop_identity(
     x: Tensor | np.ndarray, blocks: ColumnBlocks, inputs: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Everything that determines ``hops.npy`` byte for byte (what a resume must match)."""
@@ -246,6 +281,164 @@ def _identity(
     }
 
 
+def finished_result(
+    folder: Path, identity: dict[str, Any], overwrite: bool, files: list[str]
+) -> dict[str, Any] | None:
+    """The manifest of a folder already finished with the same ``identity`` (and holding
+    ``files``); else ``None``, after removing a manifest of different arguments (refused
+    unless ``overwrite``) so the folder never looks finished while it is rewritten."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, OSError):
+        manifest = {}  # unreadable: not a result anyone can use
+    old = {key: manifest.get(key) for key in identity}
+    if old == identity and all((folder / name).is_file() for name in files):
+        for journal in _journals(folder):  # killed after the manifest was written
+            journal.unlink(missing_ok=True)
+        return manifest
+    if manifest and not overwrite:
+        raise FileExistsError(
+            f"{folder} holds a finished precompute with different arguments "
+            f"({_differences(old, identity)}); choose another output folder or pass "
+            "overwrite=True (--overwrite) to replace it"
+        )
+    manifest_path.unlink()
+    for journal in _journals(folder):  # their blocks belong to the replaced result
+        journal.unlink(missing_ok=True)
+    return None
+
+
+def refuse_other_journals(folder: Path, own: set[str], overwrite: bool) -> None:
+    """Refuse a folder that journals an unfinished run of another kind (one process vs
+    several ranks, another number of ranks) than the journals ``own``; with ``overwrite``,
+    forget those runs."""
+    for journal in _journals(folder):
+        if journal.name in own:
+            continue
+        if not overwrite:
+            raise FileExistsError(
+                f"{folder} holds an unfinished precompute of another kind ({journal.name}: "
+                f"{_describe_run(journal.name)}); rerun that command with its arguments to "
+                "resume it, or pass overwrite=True (--overwrite) to start over"
+            )
+        journal.unlink(missing_ok=True)
+
+
+def journal_state(
+    journal: Path,
+    data: Path,
+    shape: tuple[int, ...],
+    identity: dict[str, Any],
+    overwrite: bool,
+) -> set[int]:
+    """The first columns of the blocks ``journal`` records as written to ``data`` (a
+    ``.npy`` of ``shape``); empty to start afresh. A journal of different arguments is
+    refused unless ``overwrite``."""
+    if not journal.is_file():
+        return set()
+    try:
+        record = json.loads(journal.read_text())
+        old, done = record["identity"], {int(c) for c in record["done"]}
+    except (ValueError, KeyError, TypeError, OSError):
+        return set()  # a torn journal: nothing can be trusted, start over
+    if old != identity:
+        if overwrite:
+            return set()
+        raise FileExistsError(
+            f"{journal.parent} holds an unfinished precompute with different arguments "
+            f"({_differences(old, identity)}); rerun with the original arguments to resume it, "
+            "or pass overwrite=True (--overwrite) to start over"
+        )
+    if not npy_matches(data, shape, identity["dtype"]):
+        return set()
+    return done
+
+
+def npy_matches(path: Path, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether ``path`` is a ``.npy`` of ``shape`` and ``dtype`` (only its header is read)."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            major, _ = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            found, fortran, found_dtype = read(f)
+    except (ValueError, OSError):
+        return False
+    return found == tuple(shape) and not fortran and str(found_dtype) == dtype
+
+
+def start_journal(
+    journal: Path,
+    data: Path | None,
+    blocks: ColumnBlocks,
+    shape: tuple[int, ...],
+    identity: dict[str, Any],
+) -> None:
+    """A fresh start: an empty journal, and ``data`` (unless ``None``: created by another
+    rank) created as a ``.npy`` of ``shape`` (the file at full size)."""
+    journal.unlink(missing_ok=True)
+    if data is not None:
+        np_dtype = numpy_dtype(blocks.dtype)
+        if 0 in shape:  # nothing to memory-map
+            np.save(data, np.empty(shape, dtype=np_dtype))
+        else:
+            np.lib.format.open_memmap(data, mode="w+", dtype=np_dtype, shape=shape)
+    write_json_atomic(journal, {"identity": identity, "done": []})
+
+
+def run_blocks(
+    blocks: ColumnBlocks,
+    spans: list[tuple[int, int]],
+    data: Path,
+    journal: Path,
+    identity: dict[str, Any],
+    done: set[int],
+    *,
+    column_offset: int = 0,
+    progress: bool = True,
+    desc: str = "precompute",
+) -> float:
+    """Compute the blocks of ``spans`` whose first column is not in ``done`` into the
+    ``.npy`` ``data`` (``[K+1, R, F']``, holding columns from ``column_offset`` on),
+    recording each in ``journal`` only after its pages are flushed; ``data`` is fsynced at
+    the end. Returns the seconds of computation."""
+    compute_s = 0.0
+    if 0 in blocks.shape or not spans:
+        fsync_path(data)
+        return compute_s
+    mapped = np.load(data, mmap_mode="r+")
+    target = torch.from_numpy(mapped)
+    from tqdm.auto import tqdm
+
+    finished = sum(c0 in done for c0, _ in spans)
+    bar = tqdm(
+        total=len(spans) * (blocks.k + 1),
+        initial=finished * (blocks.k + 1),
+        desc=desc,
+        unit="hop",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    with bar:
+        for i, (c0, c1) in enumerate(spans):
+            if c0 in done:
+                continue
+            bar.set_postfix_str(f"columns {c0}:{c1} (block {i + 1}/{len(spans)})")
+            tic = time.perf_counter()
+            blocks.run(c0, c1, target, on_hop=lambda t: bar.update(1), column_offset=column_offset)
+            mapped.flush()  # the block's pages reach the file before the journal says so
+            compute_s += time.perf_counter() - tic
+            done.add(c0)
+            write_json_atomic(journal, {"identity": identity, "done": sorted(done)})
+    del target, mapped
+    fsync_path(data)
+    return compute_s
+
+
+# ------------------------------------------------------------------------------ internals
 def _array_identity(x: Tensor | np.ndarray) -> str | dict[str, Any]:
     """A memory-mapped array by its file (path, offset, size, mtime); else by content."""
     filename = getattr(x, "filename", None)
@@ -262,54 +455,18 @@ def _array_identity(x: Tensor | np.ndarray) -> str | dict[str, Any]:
     return content_hash(x)
 
 
-def _resume_state(
-    folder: Path, identity: dict[str, Any], overwrite: bool
-) -> set[int] | dict[str, Any]:
-    """The finished blocks to skip (empty: start afresh), or the manifest of a folder already
-    finished with the same arguments."""
-    manifest_path, journal_path = folder / MANIFEST, folder / JOURNAL
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (ValueError, OSError):
-            manifest = {}  # unreadable: not a result anyone can use
-        old = {key: manifest.get(key) for key in identity}
-        if old == identity and (folder / HOPS).is_file() and (folder / ROWS).is_file():
-            journal_path.unlink(missing_ok=True)  # killed after the manifest was written
-            return manifest
-        if manifest and not overwrite:
-            raise FileExistsError(
-                f"{folder} holds a finished precompute with different arguments "
-                f"({_differences(old, identity)}); choose another output folder or pass "
-                "overwrite=True (--overwrite) to replace it"
-            )
-        manifest_path.unlink()  # from here on the folder must not look finished
-        return set()
-    if not journal_path.is_file():
-        return set()
-    try:
-        journal = json.loads(journal_path.read_text())
-        old, done = journal["identity"], {int(c) for c in journal["done"]}
-    except (ValueError, KeyError, TypeError, OSError):
-        return set()  # a torn journal: nothing can be trusted, start over
-    if old != identity:
-        if overwrite:
-            return set()
-        raise FileExistsError(
-            f"{folder} holds an unfinished precompute with different arguments "
-            f"({_differences(old, identity)}); rerun with the original arguments to resume it, "
-            "or pass overwrite=True (--overwrite) to start over"
-        )
-    hops = folder / HOPS
-    try:
-        header = np.load(hops, mmap_mode="r") if hops.is_file() else None
-    except (ValueError, OSError):
-        header = None
-    if header is None or list(header.shape) != identity["shape"]:
-        return set()
-    if not (folder / ROWS).is_file():
-        return set()
-    return done
+def _journals(folder: Path) -> list[Path]:
+    """The journals of unfinished runs in ``folder``, one process's or each rank's."""
+    if not folder.is_dir():
+        return []
+    found = [folder / JOURNAL] if (folder / JOURNAL).is_file() else []
+    return sorted([*found, *folder.glob(RANK_JOURNAL.format(rank="*"))])
+
+
+def _describe_run(journal_name: str) -> str:
+    if journal_name == JOURNAL:
+        return "a one-process `sgap precompute`"
+    return "`torchrun ... -m sgap_plugins.dist propagate` with another number of ranks"
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -320,7 +477,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(shown[:4]) or "unknown"
 
 
-def _write_rows(path: Path, blocks: ColumnBlocks) -> None:
+def write_rows(path: Path, blocks: ColumnBlocks) -> None:
     """``rows.npy``: the selected ids, or ``arange(N)`` written in chunks."""
     if blocks.rows is not None:
         np.save(path, blocks.rows.numpy())

@@ -679,8 +679,18 @@ class ColumnBlocks:
     @property
     def spans(self) -> list[tuple[int, int]]:
         """The column blocks ``[(c0, c1), …]``, left to right."""
-        f, w = self.num_features, self.width
-        return [(c0, min(f, c0 + w)) for c0 in range(0, f, w)]
+        return self.spans_of(0, self.num_features)
+
+    def spans_of(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """The column blocks of columns ``[start, stop)`` (e.g. one rank's share of ``F``),
+        :attr:`width` wide from ``start``. A column's numbers never depend on its block
+        (:meth:`_Plan.step`), so any split of the columns gives the same hops."""
+        if not 0 <= start <= stop <= self.num_features:
+            raise ValueError(
+                f"columns [{start}, {stop}) are not within [0, {self.num_features}) of x"
+            )
+        w = self.width
+        return [(c0, min(stop, c0 + w)) for c0 in range(start, stop, w)]
 
     @property
     def working_bytes(self) -> int:
@@ -689,13 +699,27 @@ class ColumnBlocks:
         return self.num_buffers * self.num_nodes * self.width * itemsize
 
     def run(
-        self, c0: int, c1: int, out: Tensor, on_hop: Callable[[int], None] | None = None
+        self,
+        c0: int,
+        c1: int,
+        out: Tensor,
+        on_hop: Callable[[int], None] | None = None,
+        *,
+        column_offset: int = 0,
     ) -> None:
-        """Hops ``0..k`` of columns ``[c0, c1)`` into ``out[:, :, c0:c1]`` (``out`` is
-        ``[k+1, R, F]``, e.g. mapped onto a ``.npy``); ``on_hop(t)`` after each hop."""
+        """Hops ``0..k`` of columns ``[c0, c1)`` into ``out[:, :, c0-o:c1-o]`` with
+        ``o = column_offset`` (``out`` is ``[k+1, R, F]``, or the ``[k+1, R, F']`` part of
+        the columns from ``o`` on; e.g. mapped onto a ``.npy``); ``on_hop(t)`` after each
+        hop."""
         n, w = self.num_nodes, c1 - c0
         if n == 0 or w == 0:
             return
+        out = out[:, :, max(0, c0 - column_offset) : c1 - column_offset]
+        if c0 < column_offset or out.size(2) != w:
+            raise ValueError(
+                f"out holds columns [{column_offset}, {column_offset + out.size(2)}) at most, "
+                f"not [{c0}, {c1})"
+            )
         if self._buffers is None:  # allocated once, reused by every block
             self._buffers = torch.empty(
                 (self.num_buffers, n, self.width), dtype=self.compute, device=self.device
@@ -703,7 +727,7 @@ class ColumnBlocks:
         bufs = [b[:, :w] for b in self._buffers]
         x0 = bufs[0]
         self._load(c0, c1, x0)
-        self._emit(out[0, :, c0:c1], x0)
+        self._emit(out[0], x0)
         if on_hop is not None:
             on_hop(0)
         # Hops alternate between two buffers; x0's is one of them unless combine reads m^0.
@@ -712,7 +736,7 @@ class ColumnBlocks:
         for t in range(1, self.k + 1):
             cur = pair[t % 2]  # never prev: hop t-1 sits in pair[(t-1) % 2] (or is x0)
             self.plan.step(prev, cur, x0, t)
-            self._emit(out[t, :, c0:c1], cur)
+            self._emit(out[t], cur)
             prev = cur
             if on_hop is not None:
                 on_hop(t)
