@@ -161,12 +161,12 @@ def reference(files: dict[str, Path], out: Path, *args: str) -> torch.Tensor:
 
 # (aggregator options, --rows?, layout, features, ranks' --memory-budget in fp32 columns)
 CASES = [
-    (["--aggregator", "aug_na"], False, "shared", "x", 2),
+    (["--aggregator", "aug_na"], False, "auto", "x", 2),  # one machine: shared
     (["--aggregator", "ppr", "--param", "alpha=0.2"], True, "shards", "x", 2),
     (["--aggregator", "triangle", "-k", "2"], True, "shared", "x", 2),
     (["--aggregator", "dist_half_step"], False, "shards", "x1", 1),  # rank 1: no columns
 ]
-IDS = ["aug_na-shared", "ppr-rows-shards", "triangle-rows-shared", "plugin-F1-shards"]
+IDS = ["aug_na-auto", "ppr-rows-shards", "triangle-rows-shared", "plugin-F1-shards"]
 
 
 @pytest.mark.parametrize("agg,with_rows,layout,features,columns", CASES, ids=IDS)
@@ -183,6 +183,7 @@ def test_two_ranks_equal_one_process_bit_for_bit(
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads(proc.stdout.strip().splitlines()[-1])
     f = int(np.load(files[features], mmap_mode="r").shape[1])
+    layout = "shared" if layout == "auto" else layout
     assert manifest["layout"] == layout and manifest["world_size"] == 2
     assert manifest["columns"] == [list(span) for span in split_columns(f, 2)]
     assert manifest["num_blocks"] > 2 or f == 1  # narrower blocks than one process's one

@@ -136,11 +136,11 @@ def load_inputs(args: argparse.Namespace, budget: int, *, build_graph: bool = Tr
     return Inputs(data.edge_index, data.x, rows, inputs, 0.0, data.name, False)
 
 
-def features_error(args: argparse.Namespace, loaded: Inputs, exc: ValueError) -> ValueError:
-    """A NaN/inf found while streaming ``--features``, named by the flag (else ``exc``)."""
+def name_features(args: argparse.Namespace, loaded: Inputs, exc: ValueError) -> None:
+    """Raise ``exc`` again naming ``--features`` if it is a NaN/inf found while streaming
+    them (the caller re-raises any other as it is)."""
     if loaded.from_files and str(exc).startswith("x "):
-        return ValueError(f"--features {args.features}: {exc}")
-    return exc
+        raise ValueError(f"--features {args.features}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,10 +169,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sgap precompute: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        error = features_error(args, loaded, exc)
-        if error is exc:
-            raise
-        raise error from exc
+        name_features(args, loaded, exc)
+        raise
     if args.json:
         print(
             json.dumps({"out": str(Path(args.out)), **manifest, "kernel_build_s": kernel_build_s})

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from .. import ops
 from ..cli.common import parse_params
-from ..cli.precompute import DTYPES, features_error, load_inputs
+from ..cli.precompute import DTYPES, load_inputs, name_features
 from ..core.durable_files import write_atomic, write_json_atomic
 from ..core.hop_folder import (
     HOPS,
@@ -247,14 +247,11 @@ def propagate_columns(args: argparse.Namespace, me: RankInfo) -> dict[str, Any] 
     # Every rank has judged its journal against the files as they were: only now may rank 0
     # replace a damaged hops.npy (the journals of its blocks were then found invalid).
     _together("reading the journals", dist.barrier)
-    if me.rank == 0:
-        if not done or not (folder / ROWS).is_file():
-            write_rows(folder / ROWS, blocks)
-        if layout == "shared" and not npy_matches(data, shape, identity["dtype"]):
-            start_journal(journal, data, blocks, shape, identity)
-    if layout == "shards" and not npy_matches(data, shape, identity["dtype"]):
-        done.clear()
-        start_journal(journal, data, blocks, shape, identity)
+    if me.rank == 0 and (not done or not (folder / ROWS).is_file()):
+        write_rows(folder / ROWS, blocks)
+    creates = layout == "shards" or me.rank == 0  # the file this rank writes, or hops.npy
+    if creates and not npy_matches(data, shape, identity["dtype"]):
+        start_journal(journal, data, blocks, shape, identity)  # (done is empty then)
     elif not done:
         start_journal(journal, None, blocks, shape, identity)
     _together("creating the hops", dist.barrier)  # hops.npy at full size before any rank maps it
@@ -273,10 +270,8 @@ def propagate_columns(args: argparse.Namespace, me: RankInfo) -> dict[str, Any] 
             desc=f"rank 0/{me.world_size} {identity['aggregator']} k={blocks.k}",
         )
     except ValueError as exc:
-        error = features_error(args, loaded, exc)
-        if error is exc:
-            raise
-        raise error from exc
+        name_features(args, loaded, exc)
+        raise
     mine = {
         "rank": me.rank,
         "num_blocks": len(spans),
