@@ -212,7 +212,7 @@ def test_two_ranks_equal_one_process_bit_for_bit(
             load_hops(damaged)
 
 
-def test_a_failing_rank_fails_the_job_and_a_rerun_resumes(files, tmp_path):
+def test_a_failing_rank_fails_the_job_and_a_rerun_resumes(files, tmp_path, capsys):
     """Rank 1 raises in its second column block: the job exits non-zero with that error, no
     manifest is written and load_hops refuses the folder naming the torchrun command; the
     same command with another number of ranks is refused; rerun as it was, it resumes rank
@@ -234,7 +234,15 @@ def test_a_failing_rank_fails_the_job_and_a_rerun_resumes(files, tmp_path):
     other = torchrun(files, out, *args, nproc=1)
     assert other.returncode != 0
     assert "unfinished precompute of another kind (progress.rank1.json" in other.stderr
-    assert "another number of ranks" in other.stderr and "--overwrite" in other.stderr
+    assert "with more ranks" in other.stderr and "--overwrite" in other.stderr
+    # nor does a one-process sgap precompute take it over
+    one = ["precompute", "--edges", str(files["edges"]), "--out", str(out)]
+    capsys.readouterr()
+    assert sgap_main([*one, "--features", str(files["x"]), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unfinished precompute of another kind (progress.rank0.json" in err
+    assert "`torchrun ... -m sgap_plugins.dist propagate`)" in err
+    assert not (out / "manifest.json").exists()
 
     resumed = torchrun(files, out, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -295,15 +295,16 @@ def finished_result(
     except (ValueError, OSError):
         manifest = {}  # unreadable: not a result anyone can use
     old = {key: manifest.get(key) for key in identity}
-    if old == identity and all((folder / name).is_file() for name in files):
+    missing = [name for name in files if not (folder / name).is_file()]
+    if old == identity and not missing:
         for journal in _journals(folder):  # killed after the manifest was written
             journal.unlink(missing_ok=True)
         return manifest
     if manifest and not overwrite:
+        differs = _differences(old, identity) if old != identity else f"no {', '.join(missing)}"
         raise FileExistsError(
-            f"{folder} holds a finished precompute with different arguments "
-            f"({_differences(old, identity)}); choose another output folder or pass "
-            "overwrite=True (--overwrite) to replace it"
+            f"{folder} holds a finished precompute with different arguments ({differs}); "
+            "choose another output folder or pass overwrite=True (--overwrite) to replace it"
         )
     manifest_path.unlink()
     for journal in _journals(folder):  # their blocks belong to the replaced result
@@ -321,8 +322,8 @@ def refuse_other_journals(folder: Path, own: set[str], overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(
                 f"{folder} holds an unfinished precompute of another kind ({journal.name}: "
-                f"{_describe_run(journal.name)}); rerun that command with its arguments to "
-                "resume it, or pass overwrite=True (--overwrite) to start over"
+                f"{_describe_run(journal.name, own)}); rerun that command with its arguments "
+                "to resume it, or pass overwrite=True (--overwrite) to start over"
             )
         journal.unlink(missing_ok=True)
 
@@ -463,10 +464,12 @@ def _journals(folder: Path) -> list[Path]:
     return sorted([*found, *folder.glob(RANK_JOURNAL.format(rank="*"))])
 
 
-def _describe_run(journal_name: str) -> str:
+def _describe_run(journal_name: str, own: set[str]) -> str:
+    """Which command left ``journal_name`` behind, seen from the run that journals ``own``."""
     if journal_name == JOURNAL:
         return "a one-process `sgap precompute`"
-    return "`torchrun ... -m sgap_plugins.dist propagate` with another number of ranks"
+    more = "" if JOURNAL in own else " with more ranks"
+    return f"`torchrun ... -m sgap_plugins.dist propagate`{more}"
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
