@@ -55,7 +55,6 @@ MANIFEST = "manifest.json"
 JOURNAL = "progress.json"
 SHARD = "hops.rank{rank}.npy"  # the "shards" layout: one file of columns per rank
 RANK_JOURNAL = "progress.rank{rank}.json"
-LAYOUTS = ("single", "shared", "shards")
 FORMAT = "sgap-hops"
 FORMAT_VERSION = 1
 # rows.npy of all nodes is written in chunks of this many ids (no O(N) temporary).
