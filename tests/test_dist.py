@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,26 @@ def _env(files: dict[str, Path], **extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": path, **extra}
 
 
+def run_bounded(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``subprocess.run`` that, on timeout, kills the whole process group: torchrun's ranks
+    are its children, and killing torchrun alone would leave them waiting at a barrier."""
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{command[2:5]} ran past {TIMEOUT} s; killed.\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,11 +153,10 @@ def torchrun(
         str(out),
         "--no-progress",
         "--json",
+        f"--timeout={TIMEOUT}",  # a rank left alone never waits longer than the test
         *args,
     ]
-    return subprocess.run(
-        command, env=_env(files, **env), capture_output=True, text=True, timeout=TIMEOUT
-    )
+    return run_bounded(command, _env(files, **env))
 
 
 def reference(files: dict[str, Path], out: Path, *args: str) -> torch.Tensor:
