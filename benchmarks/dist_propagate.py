@@ -4,7 +4,7 @@ A seeded power-law graph from :func:`scale.generate` (``edges.npy``, ``x.npy``,
 ``rows.npy``) is built once (``sgap precompute --symmetrize``, one process: the reference
 result). Then the same propagation (``aug_na``, K hops of every node, keeping the selected
 rows) runs as ``torchrun --nproc_per_node P -m sgap_plugins.dist propagate`` for each ``P``
-of ``--ranks``, each in a fresh folder whose ``graph`` links to the built one (so a rank
+of ``--runs``, each in a fresh folder whose ``graph`` links to the built one (so a rank
 only maps it). Per run:
 
 * ``wall_s`` — the whole ``torchrun`` command, seen from here;
@@ -14,13 +14,16 @@ only maps it). Per run:
   start, imports, rendezvous) and ``setup_s`` (``total_s - propagate_s``: the storage
   probe, mapping the graph, loading the kernels, preparing the blocks, writing the folder).
 
-With ``P`` ranks torchrun gives each ``OMP_NUM_THREADS=1`` (for ``P = 1`` the kernels use
-every core), so on ``c`` cores the comparison is ``P`` one-thread processes against one
-``c``-thread process. Every result is checked against the reference, bit for bit. Writes
+Each run is ``PxT``: ``P`` ranks of ``T`` threads each (``OMP_NUM_THREADS=T``). The default
+``1x2,1x1,2x1`` on 2 cores gives one 2-thread process (what one machine does best), one
+1-thread rank (a one-core machine) and two 1-thread ranks (two one-core machines sharing
+nothing but the page cache and the memory bus): ``1x1`` against ``2x1`` is the scale-out
+that more machines give, ``1x2`` against ``2x1`` the cost of ranks over threads.
+Every result is checked against the reference, bit for bit. Writes
 ``docs/benchmarks/dist_propagate.json`` with the command that produced it.
 
     .venv/bin/python benchmarks/dist_propagate.py                 # ~1-2 min on 2 cores
-    .venv/bin/python benchmarks/dist_propagate.py --size 4M:80M --ranks 1,2,4
+    .venv/bin/python benchmarks/dist_propagate.py --size 4M:80M --runs 1x1,2x1,4x1
 """
 
 from __future__ import annotations
@@ -73,13 +76,15 @@ def options(data: Path, out: Path, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def timed(command: list[str], timeout: float) -> tuple[float, dict]:
+def timed(
+    command: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[float, dict]:
     """Wall seconds of ``command`` and the JSON object on the last line of its stdout
     (after writing back the dirty pages of earlier steps, which would otherwise slow the
     first timed run: ~3 s here after the graph build)."""
     os.sync()
     tic = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - tic
     if proc.returncode:
         raise SystemExit(f"{shlex.join(command)} failed:\n{proc.stderr[-4000:]}")
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", type=int, default=128)
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ranks", default="1,2", help="comma-separated numbers of ranks")
+    p.add_argument(
+        "--runs", default="1x2,1x1,2x1", help="comma-separated RANKSxTHREADS (threads per rank)"
+    )
     p.add_argument("--memory-budget", default="1G", help="per rank (sgap precompute's)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per command")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "dist_propagate"))
@@ -130,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
 
     expected = load_hops(ref)
     runs = []
-    for ranks in (int(r) for r in args.ranks.split(",")):
-        out = work / f"ranks{ranks}"
+    for spec in args.runs.split(","):
+        ranks, threads = (int(v) for v in spec.lower().split("x"))
+        out = work / f"run{ranks}x{threads}"
         out.mkdir()
         (out / "graph").symlink_to(ref / "graph", target_is_directory=True)
         torchrun = [
@@ -145,10 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             "sgap_plugins.dist",
             "propagate",
         ]
-        wall, manifest = timed([*torchrun, *options(work / "data", out, args)], args.timeout)
+        wall, manifest = timed(
+            [*torchrun, *options(work / "data", out, args)],
+            args.timeout,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+        )
         propagate_s = manifest["timings"]["propagate_s"]
         run = {
             "ranks": ranks,
+            "threads": threads,
             "layout": manifest["layout"],
             "wall_s": wall,
             "propagate_s": propagate_s,
@@ -162,21 +175,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         runs.append(run)
         print(
-            f"   {ranks} rank(s): wall {wall:.1f} s = propagation {propagate_s:.1f} s + fixed "
+            f"   {ranks} rank(s) x {threads} thread(s): wall {wall:.1f} s = propagation "
+            f"{propagate_s:.1f} s + fixed "
             f"{run['fixed_s']:.1f} s (start-up {run['startup_s']:.1f} s, setup "
             f"{run['setup_s']:.1f} s); identical to one process: {run['identical']}",
             flush=True,
         )
     base = runs[0]
     print(
-        f"\n{'ranks':>5} {'wall s':>8} {'propagate s':>12} {'start-up s':>11} {'setup s':>8}"
+        f"\n{'PxT':>5} {'wall s':>8} {'propagate s':>12} {'start-up s':>11} {'setup s':>8}"
         "   speed-up vs the first"
     )
     for run in runs:
         run["speedup_wall"] = base["wall_s"] / run["wall_s"]
         run["speedup_propagate"] = base["propagate_s"] / run["propagate_s"]
         print(
-            f"{run['ranks']:>5} {run['wall_s']:>8.1f} {run['propagate_s']:>12.1f} "
+            f"{run['ranks']}x{run['threads']:<3} {run['wall_s']:>8.1f} {run['propagate_s']:>12.1f} "
             f"{run['startup_s']:>11.1f} {run['setup_s']:>8.1f}   x{run['speedup_wall']:.2f} "
             f"wall, x{run['speedup_propagate']:.2f} propagation"
         )
