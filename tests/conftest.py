@@ -42,15 +42,19 @@ def cora(data_root: Path):
     return load_dataset("cora", data_root)
 
 
-def require_dgl():
-    """Import dgl, or skip with a reason (fail when the env promises DGL)."""
-    if importlib.util.find_spec("dgl") is None:
-        if os.environ.get("SGAP_REQUIRE_DGL") == "1":
-            pytest.fail("SGAP_REQUIRE_DGL=1 but dgl is not installed")
-        pytest.skip("DGL is not installed in this env (the compat env runs DGL tests)")
-    import dgl
+def _require(module: str, label: str, flag: str):
+    """Import ``module``, or skip with a reason; fail instead when ``$flag`` is ``1`` (the
+    env promises it)."""
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get(flag) == "1":
+            pytest.fail(f"{flag}=1 but {module} is not installed")
+        pytest.skip(f"{label} is not installed in this env (the compat env runs the {label} tests)")
+    return importlib.import_module(module)
 
-    return dgl
+
+def require_dgl():
+    """Import dgl, or skip with a reason (fail when ``SGAP_REQUIRE_DGL=1``)."""
+    return _require("dgl", "DGL", "SGAP_REQUIRE_DGL")
 
 
 @pytest.fixture
@@ -59,11 +63,5 @@ def dgl():
 
 
 def require_ray():
-    """Import ray, or skip with a reason (fail when the env promises Ray)."""
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("SGAP_REQUIRE_RAY") == "1":
-            pytest.fail("SGAP_REQUIRE_RAY=1 but ray is not installed")
-        pytest.skip("Ray is not installed in this env (the compat env runs the Ray tests)")
-    import ray
-
-    return ray
+    """Import ray, or skip with a reason (fail when ``SGAP_REQUIRE_RAY=1``)."""
+    return _require("ray", "Ray", "SGAP_REQUIRE_RAY")

@@ -24,30 +24,16 @@ from pathlib import Path
 
 import pytest
 from conftest import require_ray
+from test_search_engine import FAST, engine
 
-from sgap_plugins.core.config import SGAPConfig
 from sgap_plugins.core.search import RayExecutor, SearchEngine, TrialJob, read_trials
 from sgap_plugins.core.search.evaluation import evaluate_trial
 from sgap_plugins.core.search.executors import run_trial
-from sgap_plugins.core.synthetic import csbm
 
-FAST = SGAPConfig(epochs=10, patience=5, hidden=16)
 TESTS = Path(__file__).resolve().parent
 # Ray's node address becomes 127.0.0.1 (it is read once, when ray is imported)
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 CLI = "import sys; from sgap_plugins.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def small_graph():
-    return csbm(num_nodes=400, num_features=16, feature_snr=0.5, seed=0)
-
-
-def engine(out: Path, max_evals: int, **kwargs) -> SearchEngine:
-    kwargs.setdefault("base_config", FAST)
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("hop_cache", out.parent / "hops")
-    kwargs.setdefault("presets", False)
-    return SearchEngine(small_graph(), out, max_evals, **kwargs)
 
 
 # ------------------------------------------------------------ trial functions (on workers)

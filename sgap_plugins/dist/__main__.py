@@ -12,9 +12,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from ..cli import precompute
 from ..cli.common import DefaultsHelpFormatter
 from . import column_shards
-from .column_shards import TORCHRUN_HINT, NotUnderTorchrun, RankInfo
-
-PROG = "python -m sgap_plugins.dist"
+from .column_shards import PROG, TORCHRUN_HINT, NotUnderTorchrun, RankInfo
 
 
 def build_parser() -> argparse.ArgumentParser:
