@@ -41,7 +41,9 @@ SPACES = {
             AggregatorChoice("tri", "triangle"),
         ],
         message_aggregators=[AggregatorChoice("mean", "mean")],
-        training=TrainingRanges(lr=(0.01, 0.1), hidden=(8, 16), dropout=(0.1, 0.2)),
+        training=TrainingRanges(
+            lr=(0.01, 0.1), hidden=(8, 16), dropout=(0.1, 0.2), input_dropout=(0.3, 0.4)
+        ),
     ),
 }
 
@@ -84,6 +86,9 @@ def test_suggest_optuna_is_the_design_space(name: str):
     )
     assert dists["hidden"] == optuna.distributions.CategoricalDistribution(list(t.hidden))
     assert dists["dropout"] == optuna.distributions.FloatDistribution(*t.dropout)
+    assert dists["input_dropout"] == optuna.distributions.FloatDistribution(*t.input_dropout)
+    for p in points:  # the searched input dropout is what the config trains with
+        assert space.to_config(p).input_dropout == p["input_dropout"]
     # log-uniform: the median of lr is near the geometric mean of its range
     median = float(np.median([p["lr"] for p in points]))
     assert abs(math.log(median) - (math.log(t.lr[0]) + math.log(t.lr[1])) / 2) < 0.35

@@ -7,6 +7,7 @@ from hyperopt import Trials, base, rand, space_eval
 
 from sgap_plugins.core.config import PRESETS, SGAPConfig
 from sgap_plugins.core.search import DesignSpace, TrainingRanges
+from sgap_plugins.core.search.space import TRAINING_KEYS
 
 
 def test_paper_space_size() -> None:
@@ -49,13 +50,55 @@ def test_extra_aggregators_are_choices() -> None:
         DesignSpace.paper(extra_graph_aggregators=["no_such_aggregator"])
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("name", ["sgc", "sign", "s2gc", "pasca_v1", "pasca_v2", "pasca_v3"])
-def test_presets_in_space_round_trip(name: str) -> None:
-    space = DesignSpace.paper()
+def test_presets_in_space_round_trip(name: str, training: bool) -> None:
+    """A preset maps to a point and back; with training ranges the point holds its five
+    training hyperparameters, input dropout included, and rebuilds it from a default base."""
+    space = DesignSpace.paper(training=training)
     config = PRESETS[name]
     point = space.to_point(config)
     assert space.to_config(point, base=config) == config
     assert space.from_vals(space.to_vals(point)) == point
+    if training:
+        assert point["input_dropout"] == config.input_dropout
+        keep = {k: getattr(config, k) for k in ("epochs", "patience")}
+        assert space.to_config(point, base=SGAPConfig(**keep)) == config
+
+
+def test_clip_training_moves_a_config_into_the_ranges() -> None:
+    """Continuous training values are clipped to [low, high], hidden snaps to the choice of
+    the smallest |log ratio| (ties to the smaller); the architecture is untouched."""
+    from fractions import Fraction
+
+    ranges = TrainingRanges(
+        lr=(0.01, 0.05),
+        weight_decay=(1e-5, 1e-3),
+        hidden=(16, 64, 256),
+        dropout=(0.1, 0.3),
+        input_dropout=(0.2, 0.4),
+    )
+    space = DesignSpace.paper(training=ranges)
+    for hidden, lr, wd, drop, in_drop in [
+        (8, 0.2, 0.0, 0.0, 0.5),
+        (30, 0.02, 5e-4, 0.2, 0.3),
+        (32, 0.001, 1e-2, 0.9, 0.0),  # 32: equally far (ratio 2) from 16 and 64 → 16
+        (100, 0.05, 1e-5, 0.3, 0.2),
+        (1000, 0.01, 1e-3, 0.1, 0.4),
+    ]:
+        config = PRESETS["pasca_v3"].replace(
+            hidden=hidden, lr=lr, weight_decay=wd, dropout=drop, input_dropout=in_drop
+        )
+        clipped = space.clip_training(config)
+        ratios = sorted((Fraction(max(h, hidden), min(h, hidden)), h) for h in ranges.hidden)
+        assert clipped.hidden == ratios[0][1]
+        assert clipped.lr == sorted([0.01, lr, 0.05])[1]
+        assert clipped.weight_decay == sorted([1e-5, wd, 1e-3])[1]
+        assert clipped.dropout == sorted([0.1, drop, 0.3])[1]
+        assert clipped.input_dropout == sorted([0.2, in_drop, 0.4])[1]
+        assert clipped.replace(**{k: getattr(config, k) for k in TRAINING_KEYS}) == config
+        space.to_point(clipped)  # now in the space
+    assert DesignSpace.paper().clip_training(PRESETS["sgc"].replace(hidden=7)).hidden == 7
 
 
 def test_config_outside_space_is_rejected() -> None:
@@ -75,6 +118,7 @@ def test_hyperopt_samples_round_trip(training: TrainingRanges | None) -> None:
     domain = base.Domain(lambda _: 0.0, space.hyperopt_space())
     docs = rand.suggest(list(range(600)), domain, Trials(), seed=0)
     seen: dict[str, set] = {k: set() for k in ("k_pre", "k_trans", "k_post", "ma", "ga_pre")}
+    input_dropout = []
     for doc in docs:
         vals = doc["misc"]["vals"]
         point = space.from_vals(vals)
@@ -87,6 +131,14 @@ def test_hyperopt_samples_round_trip(training: TrainingRanges | None) -> None:
         assert space.to_point(space.to_config(point)) == point
         for k in seen:
             seen[k].add(point[k])
+        if training is not None:  # the searched input dropout is what the config trains with
+            assert space.to_config(point).input_dropout == point["input_dropout"]
+            input_dropout.append(point["input_dropout"])
+        else:
+            assert "input_dropout" not in point
     assert seen["k_pre"] == set(range(11)) and seen["k_post"] == set(range(11))
     assert seen["k_trans"] == set(range(1, 11))
     assert len(seen["ma"]) == 6 and len(seen["ga_pre"]) == 5
+    if training is not None:  # uniform over [0, 0.8]: reaches both ends, mean near 0.4
+        assert 0.0 <= min(input_dropout) < 0.02 and 0.78 < max(input_dropout) <= 0.8
+        assert abs(sum(input_dropout) / len(input_dropout) - 0.4) < 0.03

@@ -7,14 +7,16 @@ with aggregator choices given by their labels::
      "k_post": 4, "ga_post": "ppr(0.3)"}
 
 plus, when the space has training ranges, the training hyperparameters (``lr``,
-``weight_decay``, ``hidden``, ``dropout``). :meth:`DesignSpace.to_config` turns a point into
-an :class:`~sgap_plugins.core.config.SGAPConfig` and :meth:`DesignSpace.to_point` maps a
-config back. :meth:`DesignSpace.hyperopt_space` encodes the space for hyperopt (integer
-dimensions as quantised uniforms so TPE models them as ordinal, aggregators as
-``hp.choice``); :meth:`DesignSpace.to_vals` / :meth:`DesignSpace.from_vals` convert between a
-point and hyperopt's internal ``vals`` (choice indices), which is how a search history is
-handed back to TPE. :meth:`DesignSpace.suggest_optuna` draws the same space with an Optuna
-trial (for the comparison with Optuna's samplers, ``benchmarks/search_peers.py``).
+``weight_decay``, ``hidden``, ``dropout``, ``input_dropout``). :meth:`DesignSpace.to_config`
+turns a point into an :class:`~sgap_plugins.core.config.SGAPConfig` and
+:meth:`DesignSpace.to_point` maps a config back (:meth:`DesignSpace.clip_training` first
+moves a config's training values into the ranges). :meth:`DesignSpace.hyperopt_space`
+encodes the space for hyperopt (integer dimensions as quantised uniforms so TPE models them
+as ordinal, aggregators as ``hp.choice``); :meth:`DesignSpace.to_vals` /
+:meth:`DesignSpace.from_vals` convert between a point and hyperopt's internal ``vals``
+(choice indices), which is how a search history is handed back to TPE.
+:meth:`DesignSpace.suggest_optuna` draws the same space with an Optuna trial (for the
+comparison with Optuna's samplers, ``benchmarks/search_peers.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..plugins import (
 
 ARCH_KEYS = ("k_pre", "ga_pre", "ma", "k_trans", "k_post", "ga_post")
 INT_KEYS = ("k_pre", "k_trans", "k_post")
-TRAINING_KEYS = ("lr", "weight_decay", "hidden", "dropout")
+TRAINING_KEYS = ("lr", "weight_decay", "hidden", "dropout", "input_dropout")
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,18 @@ class AggregatorChoice:
 @dataclass(frozen=True)
 class TrainingRanges:
     """Search ranges of the training hyperparameters (log-uniform ``lr`` and
-    ``weight_decay``, categorical ``hidden``, uniform ``dropout``)."""
+    ``weight_decay``, categorical ``hidden``, uniform ``dropout`` and ``input_dropout``).
+
+    ``input_dropout`` (on the hops, before the message aggregator) spans the same
+    ``[0, 0.8]`` as ``dropout``: it holds every preset's value (0, 0.2, 0.5), and sparse
+    bag-of-words features such as Cora's tolerate heavy input dropout, while above 0.8 too
+    little of a node's features is left to classify it."""
 
     lr: tuple[float, float] = (1e-3, 0.2)
     weight_decay: tuple[float, float] = (1e-6, 1e-2)
     hidden: tuple[int, ...] = (32, 64, 128, 256)
     dropout: tuple[float, float] = (0.0, 0.8)
+    input_dropout: tuple[float, float] = (0.0, 0.8)
 
 
 PAPER_GRAPH_AGGREGATORS = (
@@ -206,6 +214,9 @@ class DesignSpace:
             )
             space["hidden"] = hp.choice("hidden", list(t.hidden))
             space["dropout"] = hp.uniform("dropout", t.dropout[0], t.dropout[1])
+            space["input_dropout"] = hp.uniform(
+                "input_dropout", t.input_dropout[0], t.input_dropout[1]
+            )
         return space
 
     def suggest_optuna(self, trial: Any) -> dict[str, Any]:
@@ -214,7 +225,8 @@ class DesignSpace:
         ``k_pre``, ``k_trans``, ``k_post`` (every integer equally likely, ordered, as the
         quantised uniforms), ``suggest_categorical`` over the aggregator labels, and with
         training ranges ``suggest_float(..., log=True)`` for ``lr`` and ``weight_decay``,
-        ``suggest_categorical`` for ``hidden``, ``suggest_float`` for ``dropout``. Like the
+        ``suggest_categorical`` for ``hidden``, ``suggest_float`` for ``dropout`` and
+        ``input_dropout``. Like the
         hyperopt space it has no conditional parameters (``ga_pre`` / ``ga_post`` are drawn
         even when ``k_pre`` / ``k_post`` is 0), so both samplers see the same dimensions.
 
@@ -239,6 +251,9 @@ class DesignSpace:
             )
             point["hidden"] = int(trial.suggest_categorical("hidden", list(t.hidden)))
             point["dropout"] = float(trial.suggest_float("dropout", t.dropout[0], t.dropout[1]))
+            point["input_dropout"] = float(
+                trial.suggest_float("input_dropout", t.input_dropout[0], t.input_dropout[1])
+            )
         self.validate(point)
         return point
 
@@ -351,6 +366,31 @@ class DesignSpace:
         self.validate(point)
         return point
 
+    def clip_training(self, config: SGAPConfig) -> SGAPConfig:
+        """``config`` with its training hyperparameters moved into the training ranges, so
+        that :meth:`to_point` accepts them: ``lr``, ``weight_decay``, ``dropout`` and
+        ``input_dropout`` clipped to ``[low, high]``, and ``hidden`` snapped to the nearest
+        choice on a log scale (widths are compared by ratio: 100 → 128 among 64 and 128;
+        a tie goes to the smaller width). The architecture is left as it is, and so is the
+        whole config when the space has no training ranges."""
+        t = self.training
+        if t is None:
+            return config
+        changes: dict[str, Any] = {
+            key: min(max(float(getattr(config, key)), lo), hi)
+            for key, (lo, hi) in (
+                ("lr", t.lr),
+                ("weight_decay", t.weight_decay),
+                ("dropout", t.dropout),
+                ("input_dropout", t.input_dropout),
+            )
+        }
+        # the ratio larger/smaller orders widths as |log h − log w| does, but exactly: 32
+        # is as near 16 as 64 (ratio 2), a tie that float logarithms would break at random
+        w = config.hidden
+        changes["hidden"] = min(t.hidden, key=lambda h: (max(h, w) / min(h, w), h))
+        return config.replace(**changes)
+
     # ------------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description (stored with a search to check ``--resume``)."""
@@ -369,6 +409,7 @@ class DesignSpace:
                 "weight_decay": list(self.training.weight_decay),
                 "hidden": list(self.training.hidden),
                 "dropout": list(self.training.dropout),
+                "input_dropout": list(self.training.input_dropout),
             },
         }
 
