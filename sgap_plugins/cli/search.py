@@ -73,7 +73,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--search-training",
         action="store_true",
-        help="also search lr, weight decay, hidden size and dropout",
+        help="also search lr, weight decay, hidden size, dropout and input dropout",
+    )
+    p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="propose the presets that lie in the space first (with --search-training, "
+        "trained as the dataset's recipe says, clipped into the ranges), then search as usual",
     )
     p.add_argument(
         "--train",
@@ -168,14 +174,17 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         split_seed=args.split_seed,
         presets=not args.no_presets,
+        warm_start=args.warm_start,
     )
     on = f"{args.workers} worker(s)"  # the local pool's wording, as make demo prints it
     if executor is not None:
         cluster = args.ray_address or "a local runtime"
         on = f"{args.workers} Ray task(s) at once on {cluster} (hop stores by {share})"
+    warm = engine.warm_start_points()
     print(
         f"search: {data.name} ({data.num_nodes} nodes), {space}, objectives {objectives}"
         + (f", budgets {budgets}" if budgets else "")
+        + (f", warm start from {[name for name, _ in warm]}" if args.warm_start else "")
         + f", {args.max_evals} trials on {on} → {out}",
         file=sys.stderr,
     )

@@ -16,6 +16,12 @@ plain sequential TPE; with more it is a fixed-lag batch scheme, so a fixed seed 
 same proposals whatever the finishing order — as long as the objectives themselves are
 deterministic (``val_error``, ``params``, ``peak_memory`` are; measured times are not).
 
+**Warm start.** With ``warm_start=True`` the first proposals, trials ``0 … P−1``, are the
+presets that lie in the space (:meth:`SearchEngine.warm_start_points`), in the order of
+:data:`~sgap_plugins.core.config.PRESETS`; TPE's random start-up proposals and then TPE
+itself follow them, with the presets in their history. Those trials carry
+``extra["warm_start"]`` (the preset's name) in ``trials.jsonl``.
+
 **Outputs.** :meth:`SearchEngine.run` ends by writing ``pareto.json``, ``trials.csv``,
 ``pareto.png`` and ``presets.json`` to the output folder
 (:func:`~sgap_plugins.core.search.report.write_outputs`), so the Python API and ``sgap
@@ -123,7 +129,7 @@ class SearchEngine:
         trial_timeout: seconds after which the default executor kills a trial and records
             it as failed.
         n_startup: random proposals before TPE takes over (default ``min(20, max_evals//4)``,
-            at least 1).
+            at least 1); with ``warm_start`` they follow the warm-start points.
         hop_cache: folder of the hop stores (default ``$SGAP_CACHE/hops``,
             :func:`sgap_plugins._cache.cache_dir`; shared by every search on the same data).
         memory_budget: fp32 bytes of one store above which it is fp16 and memory-mapped.
@@ -142,6 +148,8 @@ class SearchEngine:
             (:func:`~sgap_plugins.core.search.evaluation.dataset_record`).
         presets: evaluate the presets on the search's hop stores with its training budget
             at the end (``presets.json``, stars on ``pareto.png``).
+        warm_start: propose the presets that lie in the space first
+            (:meth:`warm_start_points`), then ``n_startup`` random proposals, then TPE.
     """
 
     def __init__(
@@ -166,6 +174,7 @@ class SearchEngine:
         data_root: str | Path | None = None,
         split_seed: int = 0,
         presets: bool = True,
+        warm_start: bool = False,
     ) -> None:
         objectives = list(objectives)
         unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -209,13 +218,17 @@ class SearchEngine:
         self.progress = progress
         self.dataset = dataset_record(data, data_root, split_seed)
         self.presets = presets
+        self.warm_start = bool(warm_start)
+        self._warm: list[tuple[str, dict[str, Any]]] | None = None
         self._domain: Any = None
         self._context: TrialContext | None = None
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
         """What defines the search (``resume`` checks it; ``max_evals`` and ``workers`` may
-        change between runs)."""
+        change between runs). ``warm_start_points`` lists the warm-start points
+        (``[{"preset", "point"}]``, empty without warm start), so that a resume after the
+        presets or their recipes changed is refused rather than mixing two starts."""
         return {
             "dataset": self.dataset,
             "objectives": self.objectives,
@@ -224,6 +237,10 @@ class SearchEngine:
             "space": self.space.describe(),
             "base_config": self.base_config.to_dict(),
             "n_startup": self.n_startup,
+            "warm_start": self.warm_start,
+            "warm_start_points": [
+                {"preset": name, "point": point} for name, point in self.warm_start_points()
+            ],
         }
 
     def _check_settings(self, has_trials: bool) -> None:
@@ -242,6 +259,9 @@ class SearchEngine:
                 # the default depends on max_evals, which a resumed search may raise
                 self.n_startup = stored["n_startup"]
                 settings["n_startup"] = self.n_startup
+            # a search stored before warm start existed had none
+            stored.setdefault("warm_start", False)
+            stored.setdefault("warm_start_points", [])
             # the data root is how the data was found, not what it is (name, size, split)
             if isinstance(stored.get("dataset"), dict):
                 stored["dataset"] = {**stored["dataset"], "data_root": self.dataset["data_root"]}
@@ -251,13 +271,57 @@ class SearchEngine:
             if diff:
                 raise ValueError(
                     f"cannot resume: the search in {self.out} differs in {diff}; "
-                    "use the same dataset, objectives, seed and space"
+                    "use the same dataset, objectives, seed, space and warm start"
                 )
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, settings)
 
     # ------------------------------------------------------------------ proposals
+    def warm_start_points(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ``(preset, point)`` pairs proposed first with ``warm_start`` (empty without).
+
+        The presets of :data:`~sgap_plugins.core.config.PRESETS`, in its order, mapped by
+        :meth:`DesignSpace.to_point <sgap_plugins.core.search.DesignSpace.to_point>`; a
+        preset outside the space (an aggregator that is not a choice, e.g. GBP's fixed
+        decay in the paper space, or a depth outside a range) is skipped, and a point
+        already listed is not repeated (it keeps the first preset's name). When the space
+        searches training hyperparameters, a preset's come from the dataset's recipe
+        (:func:`sgap_plugins.recipes.recipe` for ``data.name``) when there is one, else from
+        the preset itself, and are then moved into the ranges
+        (:meth:`DesignSpace.clip_training
+        <sgap_plugins.core.search.DesignSpace.clip_training>`: continuous values clipped,
+        ``hidden`` snapped to the nearest choice). Without training ranges a point is the
+        preset's architecture, trained with ``base_config`` like every trial.
+        """
+        if not self.warm_start:
+            return []
+        if self._warm is None:
+            from ...recipes import recipe  # the package's data, not a core module
+
+            points: list[tuple[str, dict[str, Any]]] = []
+            seen: set[str] = set()
+            for name, config in PRESETS.items():
+                if self.space.training is not None:
+                    config = config.replace(**(recipe(self.data.name, name) or {}))
+                    config = self.space.clip_training(config)
+                try:
+                    point = self.space.to_point(config)
+                except ValueError:
+                    continue  # not in the space
+                key = json.dumps(point, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    points.append((name, point))
+            self._warm = points
+        return self._warm
+
+    def _next_point(self, n: int, history: Sequence[Trial]) -> dict[str, Any]:
+        """Proposal ``n``: warm-start point ``n`` while there is one, else :meth:`propose`
+        (so that an engine overriding ``propose`` is warm-started alike)."""
+        warm = self.warm_start_points()
+        return dict(warm[n][1]) if n < len(warm) else self.propose(n, history)
+
     def _losses(self, trials: Sequence[Trial], n: int) -> list[float]:
         """Scalar losses of ``trials`` for proposal ``n`` (its own random weights)."""
         ok = [i for i, t in enumerate(trials) if t.status == "ok"]
@@ -278,7 +342,9 @@ class SearchEngine:
     def propose(self, n: int, history: Sequence[Trial]) -> dict[str, Any]:
         """Proposal ``n`` from ``history`` (the trials ``0 … n−W``), deterministic in
         ``(seed, n, history)``. Avoids re-proposing an evaluated point when it can (10
-        tries), then falls back to the last proposal."""
+        tries), then falls back to the last proposal. The warm-start points count apart
+        from the ``n_startup`` random proposals: TPE proposes at random until the history
+        holds ``n_startup`` trials beyond them."""
         from hyperopt import STATUS_OK, Trials, base, tpe
         from hyperopt.base import JOB_STATE_DONE
 
@@ -310,12 +376,15 @@ class SearchEngine:
         point: dict[str, Any] = {}
         for attempt in range(10):
             seed = int(np.random.SeedSequence([self.seed, n, attempt]).generate_state(1)[0])
+            # The presets sit in one corner of the space (aug_na/ppr, shallow MLPs, little
+            # post-processing): TPE still gets n_startup spread-out points beyond them, so
+            # its model of the rest of the space is not built from presets alone.
             docs = tpe.suggest(
                 [len(history)],
                 self._domain,
                 trials,
                 seed,
-                n_startup_jobs=self.n_startup,
+                n_startup_jobs=self.n_startup + len(self.warm_start_points()),
             )
             point = self.space.from_vals(docs[0]["misc"]["vals"])
             if json.dumps(point, sort_keys=True) not in seen:
@@ -406,7 +475,7 @@ class SearchEngine:
                     if any(k not in done for k in range(horizon)):
                         break
                     todo.pop(0)
-                    point = self.propose(n, [done[k] for k in range(horizon)])
+                    point = self._next_point(n, [done[k] for k in range(horizon)])
                     config = self.space.to_config(point, self.base_config).to_dict()
                     pending[n] = (point, config)
                     executor.submit(TrialJob(n, config, point["ga_pre"], self.seed))
@@ -436,14 +505,19 @@ class SearchEngine:
     ) -> Trial:
         n, out, secs = outcome.trial, outcome.result, outcome.seconds
         status, err = outcome.status, outcome.error
+        warm = self.warm_start_points()
+        mark = {"warm_start": warm[n][0]} if n < len(warm) else {}
         objectives: dict[str, float] = {}
         if status == "ok" and out is not None:
             objectives = {k: float(v) for k, v in out["objectives"].items()}
             if not all(math.isfinite(objectives.get(o, math.nan)) for o in self.objectives):
                 status, err = "fail", f"non-finite objectives {objectives}"
         if status != "ok" or out is None:
-            return Trial(n, point, config, "fail", error=err or "unknown error", seconds=secs)
+            return Trial(
+                n, point, config, "fail", error=err or "unknown error", seconds=secs, extra=mark
+            )
         extra = {k: v for k, v in out.items() if k not in ("objectives", "test_acc", "val_acc")}
+        extra.update(mark)
         return Trial(
             n,
             point,

@@ -55,16 +55,17 @@ def write_pareto_json(result: SearchResult, path: str | Path) -> None:
 
 def write_trials_csv(result: SearchResult, path: str | Path) -> None:
     """One row per trial: number, status, the point's dimensions, every objective, val and
-    test accuracy, whether it is on the front, and the error of a failed trial."""
+    test accuracy, whether it is on the front, and the error of a failed trial; for a
+    warm-started search also a ``warm_start`` column (the preset a trial came from)."""
     front = {t.trial for t in result.front}
     point_keys = sorted({k for t in result.trials for k in t.point})
     obj_keys = sorted({k for t in result.trials for k in t.objectives})
+    warm = any("warm_start" in t.extra for t in result.trials)
 
     def write(f: IO[str]) -> None:
         w = csv.writer(f)
-        w.writerow(
-            ["trial", "status", *point_keys, *obj_keys, "val_acc", "test_acc", "on_front", "error"]
-        )
+        heads = ["trial", "status", *point_keys, *obj_keys, "val_acc", "test_acc", "on_front"]
+        w.writerow([*heads, "error", *(["warm_start"] if warm else [])])
         for t in result.trials:
             w.writerow(
                 [
@@ -76,6 +77,7 @@ def write_trials_csv(result: SearchResult, path: str | Path) -> None:
                     t.test_acc,
                     int(t.trial in front),
                     (t.error or "").splitlines()[0] if t.error else "",
+                    *([t.extra.get("warm_start", "")] if warm else []),
                 ]
             )
 
@@ -133,7 +135,8 @@ def plot_pareto(
 
 
 def front_table(result: SearchResult) -> str:
-    """The front as an aligned text table (architecture, objectives, val and test acc)."""
+    """The front as an aligned text table (architecture, objectives, val and test acc); a
+    warm-start trial's number is followed by its preset, e.g. ``3 (sgc)``."""
     heads = ["#", "trial", "architecture"] + [UNITS[o][0] for o in result.objectives]
     heads += ["val acc", "test acc"]
     rows: list[list[str]] = []
@@ -142,7 +145,8 @@ def front_table(result: SearchResult) -> str:
         post = f" → {p['ga_post']}×{p['k_post']}" if p["k_post"] else ""
         arch = f"{p['ga_pre']}×{p['k_pre']} → {p['ma']} → MLP{p['k_trans']}{post}"
         vals = [_fmt(t.objectives[o] * UNITS[o][1]) for o in result.objectives]
-        rows.append([str(i), str(t.trial), arch, *vals, f"{t.val_acc:.4f}", f"{t.test_acc:.4f}"])
+        trial = f"{t.trial} ({t.extra['warm_start']})" if "warm_start" in t.extra else str(t.trial)
+        rows.append([str(i), trial, arch, *vals, f"{t.val_acc:.4f}", f"{t.test_acc:.4f}"])
     return _table(heads, rows)
 
 
