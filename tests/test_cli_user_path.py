@@ -190,7 +190,7 @@ def test_read_json_names_the_flag_and_file(tmp_path: Path) -> None:
 
 def test_help_shows_the_defaults() -> None:
     search = sgap("search", "--help").stdout
-    assert re.search(r"--workers WORKERS\s+parallel trial processes \(default: 1\)", search)
+    assert re.search(r"--workers WORKERS\s+parallel trials \(.*\) \(default: 1\)", search)
     assert re.search(r"--seed SEED\s+search and training seed \(default: 0\)", search)
     precompute = " ".join(sgap("precompute", "--help").stdout.split())
     assert re.search(r"-k K, --k K .*\(default:? 3\)", precompute)
