@@ -202,3 +202,21 @@ def test_cli_warm_start(tmp_path: Path, capsys) -> None:
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["warm_start"] for r in rows] == [n for n, _ in ref] + [""] * (10 - len(ref))
     assert json.loads((out / "search.json").read_text())["warm_start"] is True
+
+
+def test_front_table_names_the_preset() -> None:
+    """The front table shows a warm-start trial's number with its preset."""
+    from sgap_plugins.core.search import SearchResult, Trial
+    from sgap_plugins.core.search.report import front_table
+
+    space = DesignSpace.paper()
+    trials = [
+        Trial(i, space.to_point(PRESETS[name]), {}, "ok", {"val_error": err, "params": par})
+        for i, (name, err, par) in enumerate([("sgc", 0.3, 10.0), ("sign", 0.2, 50.0)])
+    ]
+    for t in trials:
+        t.val_acc, t.test_acc = 1 - t.objectives["val_error"], 0.5
+    trials[0].extra["warm_start"] = "sgc"
+    rows = front_table(SearchResult.from_trials(trials, OBJECTIVES)).splitlines()[2:]
+    assert [r.split()[1] for r in rows] == ["1", "0"]  # sorted by val_error
+    assert rows[1].split()[2] == "(sgc)" and "(" not in rows[0].split()[2]
