@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--search-training",
         action="store_true",
-        help="search lr, weight decay, hidden, dropout too (DesignSpace.paper(training=...))",
+        help="search lr, weight decay, hidden, dropout, input dropout too "
+        "(DesignSpace.paper(training=...))",
     )
     p.add_argument("--workers", type=int, default=1, help="trial processes per run (default 1)")
     p.add_argument("--nsga2-population", type=int, default=NSGA2_POPULATION)
