@@ -396,6 +396,32 @@ def searched_lines(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def standings(rows: Sequence[dict[str, Any]]) -> str:
+    """Per dataset: our best model (presets, their MLP, the searched member) against our MLP,
+    the published MLP and the best published number, in mean test accuracy (%)."""
+    out = []
+    for r in rows:
+        ours = {NAMES[p]: e["mean"] for p, e in r["presets"].items() if e}
+        if r["searched"] and "mean" in r["searched"]:
+            ours["searched"] = r["searched"]["mean"]
+        if not ours:
+            continue
+        best = max(ours, key=ours.__getitem__)
+        line = f"- {TITLES[r['dataset']]}: best ours {best} {ours[best]:.1f}"
+        mlp = r["presets"].get("mlp")
+        if mlp:
+            line += f" (our MLP {mlp['mean']:.1f})"
+        pub = r["published"]
+        if pub:
+            top = max(pub, key=lambda m: pub[m]["mean"])
+            line += f"; published best {top} {pub[top]['mean']:.1f}"
+            if "MLP" in pub:
+                line += f", published MLP {pub['MLP']['mean']:.1f}"
+            line += f"; best ours − published best: {ours[best] - pub[top]['mean']:+.1f}"
+        out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def report(
     datasets: Sequence[str], root: Path, log_path: Path, docs: Path, data_root: str | None
 ) -> str:
@@ -408,6 +434,8 @@ def report(
         "Test accuracy (%), mean ± std over the ten published splits (run seed = split "
         "seed; a count in parentheses where fewer splits ran).\n\n"
         + table(rows)
+        + "\nStandings (mean test accuracy):\n\n"
+        + standings(rows)
         + "\nSearched members (search on split 0, retrained on every split):\n\n"
         + searched_lines(rows)
     )

@@ -198,3 +198,27 @@ def test_unknown_dataset_is_a_clear_error(capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit):
         hetero.main(["--datasets", "texas,cora", "--report"])
     assert "--datasets: unknown ['cora']" in capsys.readouterr().err
+
+
+def test_standings_compare_our_best_with_the_best_published():
+    rng = random.Random(3)
+    cells = {("texas", p): [100 * rng.random() for _ in range(10)] for p in hetero.MODELS}
+    member = {"index": 0, "config": {}, "val_acc": 0.5, "trials": 3, "wall_s": None}
+    member["test"] = [99.0] * 10  # beats every preset
+    pub = {
+        "GCN": {"texas": hetero.Published(55.1, 5.2, "A")},
+        "MLP": {"texas": hetero.Published(80.8, 4.8, "A")},
+    }
+    rows = hetero.summary(["texas"], cells, {"texas": member}, {}, pub)
+    line = hetero.standings(rows).strip()
+    mlp = float(np.mean(cells[("texas", "mlp")]))
+    assert line == (
+        f"- Texas: best ours searched 99.0 (our MLP {mlp:.1f}); published best MLP 80.8, "
+        f"published MLP 80.8; best ours − published best: {99.0 - 80.8:+.1f}"
+    )
+    rows = hetero.summary(["texas"], cells, {}, {}, {})  # no member, nothing published
+    means = {p: float(np.mean(v)) for (_, p), v in cells.items()}
+    best = max(means, key=means.__getitem__)
+    assert hetero.standings(rows).strip() == (
+        f"- Texas: best ours {hetero.NAMES[best]} {means[best]:.1f} (our MLP {mlp:.1f})"
+    )
