@@ -5,11 +5,19 @@ function and the same trial budget, and are compared by the hypervolume of their
 after 10, 20, … trials:
 
 * ``sgap`` — :class:`~sgap_plugins.core.search.SearchEngine` (hyperopt TPE on ParEGO
-  scalarisations);
+  scalarisations, its defaults);
 * ``random`` — uniform sampling of the same hyperopt space (hyperopt's ``rand.suggest``);
 * ``optuna_tpe`` — Optuna's multi-objective ``TPESampler`` (its defaults);
 * ``optuna_nsga2`` — Optuna's ``NSGAIISampler`` (population :data:`NSGA2_POPULATION` unless
   ``--nsga2-population``).
+
+and, to measure what each change of the engine bought (:data:`ABLATIONS`, not peers: the
+report's target compares ``sgap`` with the four peers only):
+
+* ``sgap_v1`` — the engine before issue 12's changes: inert keys handed to TPE like the
+  others (:class:`FlatSpace`) and hyperopt's own good set (``good_fraction=None``);
+* ``sgap_flat`` — today's good set, inert keys handed to TPE (:class:`FlatSpace`);
+* ``sgap_warm`` — today's engine warm-started from the presets (``warm_start=True``).
 
 Every peer is a :class:`SearchEngine` whose only change is :meth:`~SearchEngine.propose`:
 trials run on the same executor with the engine's own
@@ -64,7 +72,9 @@ from sgap_plugins.core.search.result import SearchResult
 from sgap_plugins.core.search.scalarization import normalise
 from sgap_plugins.datasets import DATASET_NAMES, cache_dir, load_dataset
 
-ENGINES = ("sgap", "random", "optuna_tpe", "optuna_nsga2")
+PEERS = ("random", "optuna_tpe", "optuna_nsga2")
+ABLATIONS = ("sgap_v1", "sgap_flat", "sgap_warm")
+ENGINES = ("sgap", *PEERS, *ABLATIONS)
 # The reference point in normalised objectives (see the module docstring).
 REFERENCE = 1.1
 # Optuna's default population (50) would spend 50 of a 60-trial budget on its random first
@@ -73,6 +83,15 @@ NSGA2_POPULATION = 10
 
 
 # ---------------------------------------------------------------------- the peers
+class FlatSpace(DesignSpace):
+    """The same space with every key active: TPE's history keeps ``ga_pre``/``ma`` when
+    ``k_pre = 0`` (and the other inert keys), as the engine did before
+    :meth:`DesignSpace.active_keys` existed."""
+
+    def active_keys(self, point: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.keys()
+
+
 class RandomSearch(SearchEngine):
     """Uniform random search over the engine's hyperopt space (``hyperopt.rand``)."""
 
@@ -163,6 +182,18 @@ def make_engine(
     """The engine ``name`` (one of :data:`ENGINES`) with :class:`SearchEngine`'s arguments."""
     if name == "sgap":
         return SearchEngine(*args, **kwargs)
+    if name in ABLATIONS:
+        if name != "sgap_warm":
+            space = kwargs["space"]
+            kwargs["space"] = FlatSpace(
+                **{k: space.ranges[k] for k in ("k_pre", "k_trans", "k_post")},
+                graph_aggregators=space.graph_aggregators,
+                message_aggregators=space.message_aggregators,
+                training=space.training,
+            )
+        if name == "sgap_v1":
+            kwargs["good_fraction"] = None
+        return SearchEngine(*args, warm_start=name == "sgap_warm", **kwargs)
     if name == "random":
         return RandomSearch(*args, **kwargs)
     if name in ("optuna_tpe", "optuna_nsga2"):
@@ -304,16 +335,15 @@ def markdown(table: Mapping[str, Any], dataset: str, target: Sequence[int] = (30
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in zip(row["mean"], row["std"], strict=True)]
         seeds = ",".join(str(s) for s in row["seeds"])
         lines.append(f"| {engine} | {seeds} | " + " | ".join(cells) + " |")
-    if "sgap" in engines and len(engines) > 1:
+    peers = [e for e in engines if e in PEERS]
+    if "sgap" in engines and peers:
         lines.append("")
         for t in sorted(set(target)):
             if t not in checkpoints:
                 continue
             i = checkpoints.index(t)
             ours = engines["sgap"]["mean"][i]
-            best_peer = max(
-                (e for e in engines if e != "sgap"), key=lambda e: engines[e]["mean"][i]
-            )
+            best_peer = max(peers, key=lambda e: engines[e]["mean"][i])
             peer = engines[best_peer]["mean"][i]
             verdict = "met" if ours >= peer else "NOT met"
             lines.append(
@@ -324,7 +354,8 @@ def markdown(table: Mapping[str, Any], dataset: str, target: Sequence[int] = (30
 
 
 def plot(table: Mapping[str, Any], path: Path, title: str) -> None:
-    """Hypervolume against trials: the mean over seeds and a min–max band per engine."""
+    """Hypervolume against trials: the mean over seeds and a min–max band for our engine
+    and each peer."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -332,6 +363,8 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for engine, row in table["engines"].items():
+        if engine in ABLATIONS:  # in the table only: seven bands would hide each other
+            continue
         curves = np.asarray(row["curves"])
         x = np.arange(1, curves.shape[1] + 1)
         (line,) = ax.plot(x, curves.mean(axis=0), label=f"{engine} (n={len(row['seeds'])})")
@@ -403,7 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="cora", choices=DATASET_NAMES)
     p.add_argument("--data-root", default=None)
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset")
+    p.add_argument(
+        "--engines",
+        default=",".join(("sgap", *PEERS)),
+        help=f"comma-separated, of {', '.join(ENGINES)} (default: sgap and the peers)",
+    )
     p.add_argument("--seeds", default="0,1,2", help="search seeds (also the training seed)")
     p.add_argument("--max-evals", type=int, default=60)
     p.add_argument(

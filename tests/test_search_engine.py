@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,11 +12,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sgap_plugins.core.config import SGAPConfig
 from sgap_plugins.core.search import SearchEngine, read_trials
 from sgap_plugins.core.search.evaluation import evaluate_trial
+from sgap_plugins.core.search.journal import Trial
 from sgap_plugins.core.search.scalarization import FAIL_LOSS
 from sgap_plugins.core.synthetic import csbm
 
@@ -379,3 +382,66 @@ def test_read_trials_line_rules(tmp_path: Path) -> None:
         path.write_text(good[0] + "\n" + bad + "\n")  # complete last line: not torn
         with pytest.raises(JournalError, match=rf"line 2: not a trial record .*{why}"):
             read_trials(path)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 1 / 3])
+def test_good_fraction_sets_tpe_good_set(tmp_path: Path, fraction: float) -> None:
+    """hyperopt's own split (``tpe.ap_split_trials``) with the engine's ``gamma`` keeps the
+    best ``⌈q·T⌉`` of ``T`` trials (at most hyperopt's cap of 25), checked against a sort
+    for every T up to 300, the multiples of 10 included (where ``q·√T`` rounds up)."""
+    from hyperopt import tpe
+
+    search = engine(tmp_path / "run", 1, good_fraction=fraction)
+    rng = np.random.default_rng(0)
+    for t in range(1, 301):
+        losses = rng.permutation(t).astype(float)
+        idxs = np.arange(t)
+        # the observed "values" are the trial ids, so the split returns which trials
+        below, _ = tpe.ap_split_trials(idxs, idxs, idxs, losses, **search._tpe_gamma(t))
+        expected = min(math.ceil(fraction * t - 1e-9), 25)
+        assert sorted(below) == sorted(idxs[np.argsort(losses)[:expected]]), t
+    assert engine(tmp_path / "old", 1, good_fraction=None)._tpe_gamma(60) == {}
+    with pytest.raises(ValueError, match="good_fraction"):
+        engine(tmp_path / "bad", 1, good_fraction=0.0)
+
+
+def test_tpe_history_leaves_out_inert_keys(tmp_path: Path, monkeypatch) -> None:
+    """The history handed to TPE holds ``ga_pre`` and ``ma`` only for trials with
+    ``k_pre > 0`` and ``ga_post`` only for ``k_post > 0``; ``k_pre`` itself is always there."""
+    from hyperopt import tpe
+
+    seen = {}
+    real = tpe.suggest
+
+    def spy(new_ids, domain, trials, seed, **kwargs):
+        seen["miscs"] = [t["misc"] for t in trials.trials]
+        return real(new_ids, domain, trials, seed, **kwargs)
+
+    monkeypatch.setattr(tpe, "suggest", spy)
+    search = engine(tmp_path / "run", 1, n_startup=1)
+    space = search.space
+    arch = {"ga_pre": "ppr(0.1)", "ma": "max", "k_trans": 2, "ga_post": "aug_na"}
+    points = [{**arch, "k_pre": k, "k_post": p} for k, p in ((0, 3), (2, 0), (0, 0), (4, 5))]
+    history = [
+        Trial(i, p, {}, "ok", {"val_error": 0.1 * i, "inference_time": 1e-5 * (4 - i)})
+        for i, p in enumerate(points)
+    ]
+    space.validate(search.propose(len(history), history))
+    for misc, p in zip(seen["miscs"], points, strict=True):
+        held = {k for k, v in misc["idxs"].items() if v}
+        assert held == set(space.active_keys(p))
+        assert ("ga_pre" in held) == (p["k_pre"] > 0) and ("ga_post" in held) == (p["k_post"] > 0)
+
+
+def test_resume_of_a_search_stored_before_good_fraction(tmp_path: Path) -> None:
+    """A ``search.json`` without ``good_fraction`` (written before it existed) resumes with
+    hyperopt's own split, which that search was run with."""
+    out = tmp_path / "run"
+    engine(out, 2).run()
+    stored = json.loads((out / "search.json").read_text())
+    del stored["good_fraction"]
+    (out / "search.json").write_text(json.dumps(stored))
+    resumed = engine(out, 3, resume=True)
+    resumed.run()
+    assert resumed.good_fraction is None
+    assert json.loads((out / "search.json").read_text()).get("good_fraction", None) is None

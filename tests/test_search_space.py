@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hyperopt import Trials, base, rand, space_eval
 
 from sgap_plugins.core.config import PRESETS, SGAPConfig
@@ -142,3 +143,62 @@ def test_hyperopt_samples_round_trip(training: TrainingRanges | None) -> None:
     if training is not None:  # uniform over [0, 0.8]: reaches both ends, mean near 0.4
         assert 0.0 <= min(input_dropout) < 0.02 and 0.78 < max(input_dropout) <= 0.8
         assert abs(sum(input_dropout) / len(input_dropout) - 0.4) < 0.03
+
+
+def _with(point: dict, **changes) -> dict:
+    return {**point, **changes}
+
+
+def test_inert_keys_leave_the_model_unchanged() -> None:
+    """``active_keys`` drops exactly the keys that cannot change the model, checked on the
+    model itself: with ``k_pre = 0`` every message aggregator of the space maps the one hop
+    to itself (also with random weights), with ``k_post = 0`` post-processing is the softmax
+    whatever ``ga_post``, and with ``k_trans = 1`` the same seed gives the same network
+    whatever ``hidden`` and ``dropout``."""
+    from sgap_plugins.core.model import SGAPModel
+    from sgap_plugins.core.synthetic import csbm
+
+    space = DesignSpace.paper(training=TrainingRanges())
+    base_point = space.to_point(space.clip_training(PRESETS["pasca_v3"]))
+    data = csbm(num_nodes=60, num_features=5, seed=0)
+    hops = torch.randn(60, 1, 5)
+
+    shallow = _with(base_point, k_pre=0, k_post=0, k_trans=1)
+    assert set(space.keys()) - set(space.active_keys(shallow)) == {
+        "ga_pre",
+        "ma",
+        "ga_post",
+        "hidden",
+        "dropout",
+    }
+    assert space.active_keys(base_point) == space.keys()
+
+    for ma in space._labels("ma"):
+        model = SGAPModel(space.to_config(_with(shallow, ma=ma)), 5, 3).eval()
+        with torch.no_grad():
+            for p in model.aggregator.parameters():
+                p.normal_()
+        torch.testing.assert_close(model.aggregator(hops), hops[:, 0], msg=ma)
+
+    logits = torch.randn(60, 3)
+    outputs = [
+        SGAPModel(space.to_config(_with(shallow, ga_post=ga)), 5, 3).postprocess(
+            data.edge_index, logits
+        )
+        for ga in space._labels("ga_post")
+    ]
+    for out in outputs:
+        torch.testing.assert_close(out, torch.softmax(logits, dim=-1))
+
+    results = []
+    for hidden, dropout in ((32, 0.0), (256, 0.7)):
+        torch.manual_seed(0)
+        model = SGAPModel(space.to_config(_with(shallow, hidden=hidden, dropout=dropout)), 5, 3)
+        torch.manual_seed(1)
+        results.append(model.train()(hops))  # train mode: a dropout layer would show
+    torch.testing.assert_close(results[0], results[1])
+
+    # a point differing in an active key is another model; in inert keys only, the same
+    assert space.model_key(shallow) == space.model_key(_with(shallow, ma="max", hidden=256))
+    assert space.model_key(shallow) != space.model_key(_with(shallow, lr=shallow["lr"] / 2))
+    assert space.to_vals(shallow, active_only=True).keys() == set(space.active_keys(shallow))

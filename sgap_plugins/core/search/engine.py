@@ -84,6 +84,8 @@ DEFAULT_BASE_CONFIG = SGAPConfig(
     patience=50,
 )
 
+# TPE's good set as a share of the history (Optuna's default split; see ``good_fraction``)
+GOOD_FRACTION = 0.1
 MAIN_GUARD_HELP = (
     "the search was started while a worker process was importing the main script. Worker "
     "processes are started with 'spawn', which re-imports the script that runs the search; "
@@ -130,6 +132,10 @@ class SearchEngine:
             it as failed.
         n_startup: random proposals before TPE takes over (default ``min(20, max_evals//4)``,
             at least 1); with ``warm_start`` they follow the warm-start points.
+        good_fraction: the share ``q`` of the history TPE models as good: the
+            ``⌈q·T⌉`` trials of lowest loss among ``T`` (at most 25, hyperopt's cap). The
+            default :data:`GOOD_FRACTION` is Optuna's; ``None`` keeps hyperopt's own
+            ``⌈0.25·√T⌉``, which holds 2 trials of 60.
         hop_cache: folder of the hop stores (default ``$SGAP_CACHE/hops``,
             :func:`sgap_plugins._cache.cache_dir`; shared by every search on the same data).
         memory_budget: fp32 bytes of one store above which it is fp16 and memory-mapped.
@@ -165,6 +171,7 @@ class SearchEngine:
         seed: int = 0,
         trial_timeout: float = 600.0,
         n_startup: int | None = None,
+        good_fraction: float | None = GOOD_FRACTION,
         hop_cache: str | Path | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         resume: bool = False,
@@ -194,6 +201,8 @@ class SearchEngine:
                 raise ValueError(f"budget {name}={bound!r} must be a positive number")
         if not isinstance(max_evals, int) or max_evals < 1:
             raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
+        if good_fraction is not None and not 0 < good_fraction <= 1:
+            raise ValueError(f"good_fraction must lie in (0, 1] or be None, got {good_fraction!r}")
         if executor is None:
             executor = LocalProcessPool(workers, trial_fn, trial_timeout)
         elif not isinstance(executor, Executor):
@@ -212,6 +221,7 @@ class SearchEngine:
         self.seed = int(seed)
         self._n_startup_given = n_startup is not None
         self.n_startup = n_startup if n_startup is not None else max(1, min(20, max_evals // 4))
+        self.good_fraction = None if good_fraction is None else float(good_fraction)
         self.hop_cache = Path(hop_cache) if hop_cache is not None else cache_dir() / "hops"
         self.memory_budget = int(memory_budget)
         self.resume = resume
@@ -237,6 +247,7 @@ class SearchEngine:
             "space": self.space.describe(),
             "base_config": self.base_config.to_dict(),
             "n_startup": self.n_startup,
+            "good_fraction": self.good_fraction,
             "warm_start": self.warm_start,
             "warm_start_points": [
                 {"preset": name, "point": point} for name, point in self.warm_start_points()
@@ -259,6 +270,8 @@ class SearchEngine:
                 # the default depends on max_evals, which a resumed search may raise
                 self.n_startup = stored["n_startup"]
                 settings["n_startup"] = self.n_startup
+            if "good_fraction" not in stored:  # stored before it existed: hyperopt's split
+                self.good_fraction = settings["good_fraction"] = None
             # a search stored before warm start existed had none
             stored.setdefault("warm_start", False)
             stored.setdefault("warm_start_points", [])
@@ -285,10 +298,12 @@ class SearchEngine:
         :meth:`DesignSpace.to_point <sgap_plugins.core.search.DesignSpace.to_point>`; a
         preset outside the space (an aggregator that is not a choice, e.g. GBP's fixed
         decay in the paper space, or a depth outside a range) is skipped, and a point
-        already listed is not repeated (it keeps the first preset's name). When the space
-        searches training hyperparameters, a preset's come from the dataset's recipe
-        (:func:`sgap_plugins.recipes.recipe` for ``data.name``) when there is one, else from
-        the preset itself, and are then moved into the ranges
+        already listed (the same model, :meth:`DesignSpace.model_key
+        <sgap_plugins.core.search.DesignSpace.model_key>`) is not repeated (it keeps the
+        first preset's name). When the space searches training hyperparameters, a
+        preset's come from the dataset's recipe (:func:`sgap_plugins.recipes.recipe` for
+        ``data.name``) when there is one, else from the preset itself, and are then moved
+        into the ranges
         (:meth:`DesignSpace.clip_training
         <sgap_plugins.core.search.DesignSpace.clip_training>`: continuous values clipped,
         ``hidden`` snapped to the nearest choice). Without training ranges a point is the
@@ -309,7 +324,7 @@ class SearchEngine:
                     point = self.space.to_point(config)
                 except ValueError:
                     continue  # not in the space
-                key = json.dumps(point, sort_keys=True)
+                key = self.space.model_key(point)
                 if key not in seen:
                     seen.add(key)
                     points.append((name, point))
@@ -339,6 +354,15 @@ class SearchEngine:
             losses[i] = float(v)
         return losses
 
+    def _tpe_gamma(self, t: int) -> dict[str, float]:
+        """hyperopt's ``gamma`` for a history of ``t`` trials. TPE's good set is the
+        ``⌈gamma·√t⌉`` best; ``gamma = (k − ½)/√t`` makes it the best ``k = ⌈q·t⌉``
+        (``q·√t`` would too in exact arithmetic, but rounds to ``k + 1`` at t = 10, 20, …)."""
+        if self.good_fraction is None or t == 0:
+            return {}
+        k = math.ceil(round(self.good_fraction * t, 9))
+        return {"gamma": (k - 0.5) / math.sqrt(t)}
+
     def propose(self, n: int, history: Sequence[Trial]) -> dict[str, Any]:
         """Proposal ``n`` from ``history`` (the trials ``0 … n−W``), deterministic in
         ``(seed, n, history)``. Avoids re-proposing an evaluated point when it can (10
@@ -356,14 +380,16 @@ class SearchEngine:
             ids = list(range(len(history)))
             miscs = []
             for i, t in enumerate(history):
-                vals = self.space.to_vals(t.point)
+                # inert keys (k_pre = 0 leaves ga_pre and ma without effect, …) are left
+                # out of the trial, as hyperopt records an inactive conditional parameter
+                active = self.space.to_vals(t.point, active_only=True)
                 miscs.append(
                     {
                         "tid": i,
                         "cmd": self._domain.cmd,
                         "workdir": None,
-                        "idxs": {k: [i] for k in vals},
-                        "vals": vals,
+                        "idxs": {k: [i] if k in active else [] for k in self.space.keys()},
+                        "vals": {k: active.get(k, []) for k in self.space.keys()},
                     }
                 )
             results = [{"loss": loss, "status": STATUS_OK} for loss in losses]
@@ -372,7 +398,7 @@ class SearchEngine:
                 d["state"] = JOB_STATE_DONE
             trials.insert_trial_docs(docs)
             trials.refresh()
-        seen = {json.dumps(t.point, sort_keys=True) for t in history}
+        seen = {self.space.model_key(t.point) for t in history}
         point: dict[str, Any] = {}
         for attempt in range(10):
             seed = int(np.random.SeedSequence([self.seed, n, attempt]).generate_state(1)[0])
@@ -385,9 +411,10 @@ class SearchEngine:
                 trials,
                 seed,
                 n_startup_jobs=self.n_startup + len(self.warm_start_points()),
+                **self._tpe_gamma(len(history)),
             )
             point = self.space.from_vals(docs[0]["misc"]["vals"])
-            if json.dumps(point, sort_keys=True) not in seen:
+            if self.space.model_key(point) not in seen:
                 break
         return point
 

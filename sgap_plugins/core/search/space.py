@@ -21,6 +21,7 @@ comparison with Optuna's samplers, ``benchmarks/search_peers.py``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,11 +286,38 @@ class DesignSpace:
                 point[key] = float(v)
         return point
 
-    def to_vals(self, point: Mapping[str, Any]) -> dict[str, list[Any]]:
-        """hyperopt ``vals`` (one-element lists) of a point, the inverse of :meth:`from_vals`."""
+    def active_keys(self, point: Mapping[str, Any]) -> tuple[str, ...]:
+        """The keys of :meth:`keys` that change the model ``point`` describes. The space is
+        flat (every key is drawn), but some keys are inert at some values:
+
+        * ``ga_pre`` and ``ma`` when ``k_pre = 0``: the only hop is the raw features, and
+          every message aggregator maps one hop to itself (``mean``/``max``/``none`` of
+          one, a softmax weight of 1);
+        * ``ga_post`` when ``k_post = 0``: nothing is post-propagated;
+        * ``hidden`` and ``dropout`` when ``k_trans = 1``: the MLP is one linear layer.
+        """
+        inert: set[str] = set()
+        if point["k_pre"] == 0:
+            inert |= {"ga_pre", "ma"}
+        if point["k_post"] == 0:
+            inert.add("ga_post")
+        if point["k_trans"] == 1:
+            inert |= {"hidden", "dropout"}
+        return tuple(k for k in self.keys() if k not in inert)
+
+    def model_key(self, point: Mapping[str, Any]) -> str:
+        """A string equal for two points exactly when they describe the same model (their
+        :meth:`active_keys` and values agree)."""
+        return json.dumps({k: point[k] for k in self.active_keys(point)}, sort_keys=True)
+
+    def to_vals(self, point: Mapping[str, Any], active_only: bool = False) -> dict[str, list[Any]]:
+        """hyperopt ``vals`` (one-element lists) of a point, the inverse of :meth:`from_vals`.
+        With ``active_only`` the inert keys (:meth:`active_keys`) are left out, so that TPE,
+        which fits one density per key over the trials that hold it, does not credit a
+        value that had no effect with the trial's outcome."""
         self.validate(point)
         vals: dict[str, list[Any]] = {}
-        for key in self.keys():
+        for key in self.active_keys(point) if active_only else self.keys():
             v = point[key]
             if key in ("ma", "ga_pre", "ga_post"):
                 vals[key] = [self._labels(key).index(v)]
