@@ -69,11 +69,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         f"of docs/results.md, seeds {', '.join(map(str, TUNE_SEEDS))}) instead of a recipe",
     )
     add_dataset_args(p)
-    # None = not given: csbm, or what a --config records (a disagreeing flag is an error)
+    # None = not given: csbm, or what a --config records (a disagreeing --dataset is an error)
     p.set_defaults(dataset=None, split_seed=None)
     for action in p._actions:
         if action.dest == "split_seed":
-            action.help = f"{action.help} (default: 0, or the one --config records)"
+            action.help = (
+                f"{action.help} (default: 0, or the one --config records; another retrains "
+                "the config on that split)"
+            )
     p.add_argument(
         "--hops",
         metavar="DIR",
@@ -166,8 +169,10 @@ def apply_set(config: SGAPConfig, items: list[str]) -> tuple[SGAPConfig, dict[st
 
 
 def _dataset(args: argparse.Namespace, source: Source) -> tuple[NodeDataset, int]:
-    """The dataset and split seed: those a ``--config`` records (explicit flags must agree),
-    else ``--dataset`` (csbm) and ``--split-seed`` (0)."""
+    """The dataset and split seed: those a ``--config`` records (``--dataset`` must agree;
+    ``--split-seed`` retrains on another split of it, as the Amazon and Coauthor protocol
+    does, after the recorded split has been checked), else ``--dataset`` (csbm) and
+    ``--split-seed`` (0)."""
     rec = source.dataset
     if rec is None:
         split_seed = 0 if args.split_seed is None else args.split_seed
@@ -178,11 +183,6 @@ def _dataset(args: argparse.Namespace, source: Source) -> tuple[NodeDataset, int
             f"--dataset {args.dataset} disagrees with --config {args.config}, which records "
             f"dataset {name}; drop --dataset to train on {name}"
         )
-    if args.split_seed is not None and args.split_seed != split_seed:
-        raise ValueError(
-            f"--split-seed {args.split_seed} disagrees with --config {args.config}, which "
-            f"records split seed {split_seed}; drop --split-seed"
-        )
     root = args.data_root if args.data_root is not None else rec.get("data_root")
     data = load_dataset(name, root, split_seed)
     if rec.get("split") not in (None, split_fingerprint(data)):
@@ -191,6 +191,9 @@ def _dataset(args: argparse.Namespace, source: Source) -> tuple[NodeDataset, int
             f"{split_seed}) is not the graph and split --config {args.config} records "
             "(another copy or version of the data?); point --data-root at the data it used"
         )
+    if args.split_seed is not None and args.split_seed != split_seed:
+        split_seed = args.split_seed
+        data = load_dataset(name, root, split_seed)
     return data, split_seed
 
 
