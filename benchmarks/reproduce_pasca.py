@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,17 @@ def choice_of(config: SGAPConfig) -> AggregatorChoice:
     return AggregatorChoice(label, config.ga_pre, params)
 
 
-def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
+def run_dataset(
+    args: argparse.Namespace, name: str, log: Log, configs: Mapping[str, SGAPConfig] = PRESETS
+) -> None:
+    """Run the ``args.presets`` named in ``configs`` (default: the presets) on ``name``."""
     presets = args.presets
     base = load_dataset(name, args.data_root, 0)
     store = HopStore(cache_dir() / "hops", base)
     need: dict[str, tuple[AggregatorChoice, int]] = {}
     for p in presets:
-        c = choice_of(PRESETS[p])
-        k = max(PRESETS[p].k_pre, need.get(c.label, (c, 0))[1])
+        c = choice_of(configs[p])
+        k = max(configs[p].k_pre, need.get(c.label, (c, 0))[1])
         need[c.label] = (c, k)
     hops: dict[str, torch.Tensor] = {}
     for label, (c, k) in need.items():
@@ -165,7 +169,7 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
         return row
 
     for preset in presets:
-        config = PRESETS[preset]
+        config = configs[preset]
         if args.tune:
             best, best_val = config, -1.0
             for overrides in tuning_grid(preset):
@@ -185,21 +189,30 @@ def run_dataset(args: argparse.Namespace, name: str, log: Log) -> None:
             choice_path.write_text(json.dumps(chosen, indent=1, sort_keys=True))
 
 
-def report(args: argparse.Namespace, log: Log) -> str:
-    chosen_path = Path(args.log).with_suffix(".chosen.json")
+def cell_accuracies(
+    log: Log, seeds: int
+) -> tuple[dict[tuple[str, str], list[float]], dict[str, Any]]:
+    """The test accuracies (%) of every (dataset, preset) cell, seeds ``0 … seeds−1`` of the
+    chosen configuration, and the chosen configurations (``<log>.chosen.json``)."""
+    chosen_path = log.path.with_suffix(".chosen.json")
     if not chosen_path.exists():
         # without it no logged run can be matched to its cell: an all-"—" table
         raise SystemExit(
             f"reproduce_pasca: {chosen_path} not found; it records the configuration chosen "
-            f"per (dataset, preset) and is written next to --log {args.log} by the runs "
+            f"per (dataset, preset) and is written next to --log {log.path} by the runs "
             "(rerun them, or pass the --log whose .chosen.json exists)"
         )
     chosen = json.loads(chosen_path.read_text())
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in log.rows.values():
         cfg = chosen.get(f"{row['dataset']}/{row['preset']}")
-        if cfg == row["config"] and row["seed"] < args.seeds:
+        if cfg == row["config"] and row["seed"] < seeds:
             acc[(row["dataset"], row["preset"])].append(100 * row["test_acc"])
+    return acc, chosen
+
+
+def report(args: argparse.Namespace, log: Log) -> str:
+    acc, chosen = cell_accuracies(log, args.seeds)
     lines = [
         "| model | " + " | ".join(TITLES[d] for d in REAL_DATASETS) + " |",
         "|---|" + "---|" * len(REAL_DATASETS),

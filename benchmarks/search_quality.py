@@ -6,7 +6,7 @@ every preset with its own training hyperparameters on the same hop stores, check
 criterion, and writes ``pareto.json``, ``trials.csv``, ``pareto.png`` (presets marked) and
 ``quality.json`` to ``--out``. Resumable: rerun with the same ``--out``.
 
-    .venv/bin/python benchmarks/search_quality.py --out benchmarks/results/search_cora
+    .venv/bin/python benchmarks/search_quality.py --out benchmarks/results/search_cora_arch
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-evals", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="benchmarks/results/search_cora")
+    p.add_argument("--out", default="benchmarks/results/search_cora_arch")
     p.add_argument("--tolerance", type=float, default=0.005, help="val accuracy tolerance")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
