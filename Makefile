@@ -9,7 +9,7 @@ export SGAP_CACHE ?= $(abspath .cache)
 export CUDA_HOME ?= /usr/local/cuda
 export TORCH_CUDA_ARCH_LIST ?= 9.0
 
-.PHONY: env env-compat env-latest demo test test-compat test-latest lint docs bench clean
+.PHONY: env env-compat env-latest env-openbox demo test test-compat test-latest lint docs bench clean
 
 env: env-compat env-latest
 
@@ -18,6 +18,10 @@ env-compat:
 
 env-latest:
 	@scripts/setup_env.sh latest
+
+# OpenBox alone, for benchmarks/search_peers.py --engines openbox (not part of env or test)
+env-openbox:
+	@scripts/setup_openbox_env.sh
 
 # a 60-trial search on the built-in graph (under a minute on 2 cores), its front, and its
 # most accurate member retrained next to SGC and PaSca-V3
@@ -41,4 +45,4 @@ docs: env-compat
 	.venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf .venv .venv-latest .cache docs/_build
+	rm -rf .venv .venv-latest .venv-openbox .cache docs/_build
