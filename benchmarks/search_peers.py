@@ -1,6 +1,6 @@
-"""Search quality side by side: our engine against random search and Optuna's samplers.
+"""Search quality side by side: our engine against random search, Optuna's samplers and OpenBox.
 
-Four search engines run on one dataset with the same design space, the same evaluation
+Five search engines run on one dataset with the same design space, the same evaluation
 function and the same trial budget, and are compared by the hypervolume of their fronts
 after 10, 20, … trials:
 
@@ -9,10 +9,17 @@ after 10, 20, … trials:
 * ``random`` — uniform sampling of the same hyperopt space (hyperopt's ``rand.suggest``);
 * ``optuna_tpe`` — Optuna's multi-objective ``TPESampler`` (its defaults);
 * ``optuna_nsga2`` — Optuna's ``NSGAIISampler`` (population :data:`NSGA2_POPULATION` unless
-  ``--nsga2-population``).
+  ``--nsga2-population``);
+* ``openbox`` — OpenBox's advisor for parallel trials (``AsyncBatchAdvisor``; OpenBox is the
+  PaSca authors' engine) with its defaults for two objectives (a Gaussian process per
+  objective and expected hypervolume improvement), run in its own environment
+  (``make env-openbox``: OpenBox pins numpy, scipy and pandas versions the package's
+  environments cannot hold) by ``benchmarks/openbox_advisor.py`` (:class:`OpenBoxSearch`);
+  integer dimensions are ordinal OpenBox ``Int`` variables, aggregators ``Categorical``
+  over their labels.
 
 and, to measure what each change of the engine bought (:data:`ABLATIONS`, not peers: the
-report's target compares ``sgap`` with the four peers only):
+report's target compares ``sgap`` with the peers only):
 
 * ``sgap_v1`` — the engine before issue 12's changes: inert keys handed to TPE like the
   others (:class:`FlatSpace`) and hyperopt's own good set (``good_fraction=None``);
@@ -29,8 +36,8 @@ where it stopped and :meth:`SearchResult.from_trials
 <sgap_plugins.core.search.result.SearchResult.from_trials>` reads every engine's trials
 alike. A peer's proposal ``n`` is, like the engine's, a function of the seed, ``n`` and the
 trials before it only: the Optuna study is rebuilt from those trials for every proposal
-(with a sampler seeded by ``(seed, n)``), so a resumed run proposes what an uninterrupted
-one would have.
+(with a sampler seeded by ``(seed, n)``), and so is OpenBox's advisor (in a subprocess of
+its environment), so a resumed run proposes what an uninterrupted one would have.
 
 Runs are stored under ``<out>/<dataset>/<engine>-seed<s>/``; finished runs are skipped.
 ``--report`` reads the stored trials only and writes the table (mean ± std of the
@@ -56,6 +63,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -72,7 +81,7 @@ from sgap_plugins.core.search.result import SearchResult
 from sgap_plugins.core.search.scalarization import normalise
 from sgap_plugins.datasets import DATASET_NAMES, cache_dir, load_dataset
 
-PEERS = ("random", "optuna_tpe", "optuna_nsga2")
+PEERS = ("random", "optuna_tpe", "optuna_nsga2", "openbox")
 ABLATIONS = ("sgap_v1", "sgap_flat", "sgap_warm")
 ENGINES = ("sgap", *PEERS, *ABLATIONS)
 # The reference point in normalised objectives (see the module docstring).
@@ -80,6 +89,10 @@ REFERENCE = 1.1
 # Optuna's default population (50) would spend 50 of a 60-trial budget on its random first
 # generation; 10 gives NSGA-II five generations of offspring within 60 trials.
 NSGA2_POPULATION = 10
+# OpenBox's environment (make env-openbox) and the script that proposes in it.
+ROOT = Path(__file__).resolve().parents[1]
+OPENBOX_PYTHON = ROOT / ".venv-openbox" / "bin" / "python"
+OPENBOX_ADVISOR = Path(__file__).resolve().with_name("openbox_advisor.py")
 
 
 # ---------------------------------------------------------------------- the peers
@@ -176,10 +189,143 @@ class OptunaSearch(SearchEngine):
         return self.space.suggest_optuna(self.replay(history, seed).ask())
 
 
+def openbox_python(path: str | Path = OPENBOX_PYTHON) -> Path:
+    """``path`` (absolute, the venv's link kept) when it is an interpreter, else a
+    ``FileNotFoundError`` that names ``make env-openbox``."""
+    python = Path(path).absolute()  # not resolve(): the link is what makes it the venv's
+    if not (python.is_file() and os.access(python, os.X_OK)):
+        raise FileNotFoundError(
+            f"OpenBox's interpreter {python} does not exist: run `make env-openbox` to create "
+            ".venv-openbox (OpenBox 0.9.0, constraints/openbox.txt), or pass --openbox-python"
+        )
+    return python
+
+
+class OpenBoxSearch(SearchEngine):
+    """OpenBox's advisor (its multi-objective defaults), run by
+    ``benchmarks/openbox_advisor.py`` with OpenBox's own interpreter, one subprocess per
+    proposal.
+
+    OpenBox's parallel advisor (``AsyncBatchAdvisor``) proposes neither a point of the
+    history nor a running one, and its Bayesian optimisation, given one history, keeps
+    proposing the same best candidate; so proposal ``n`` is told the points still running
+    (proposals ``len(history) … n−1``, :meth:`running`), which are themselves proposals from
+    shorter histories and so again a function of ``(seed, n, history)``. A run remembers its
+    proposals; a fresh engine (a resume) makes the chain of running proposals again, up to
+    ``n`` advisor calls (2–4 s each) for its first proposal.
+
+    Args:
+        python: the interpreter of OpenBox's environment (``make env-openbox``).
+        *args, **kwargs: those of :class:`SearchEngine`.
+
+    Raises:
+        FileNotFoundError: ``python`` does not exist (:func:`openbox_python`).
+    """
+
+    name = "openbox"
+
+    def __init__(self, *args: Any, python: str | Path = OPENBOX_PYTHON, **kwargs: Any) -> None:
+        self.python = openbox_python(python)
+        super().__init__(*args, **kwargs)
+        self._proposals: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "engine": self.name}
+
+    def _history(self, history: Sequence[Trial]) -> list[dict[str, Any]]:
+        """The history as the advisor reads it (``objectives`` ``None`` for a failure)."""
+        return [
+            {
+                "point": dict(t.point),
+                "objectives": [t.objectives[o] for o in self.objectives]
+                if t.status == "ok"
+                else None,
+            }
+            for t in history
+        ]
+
+    def request(
+        self, n: int, history: Sequence[Trial], running: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """The advisor's JSON request for proposal ``n``: the space
+        (:meth:`DesignSpace.describe`), the objectives, the search seed (OpenBox's initial
+        design), ``n`` and a proposal seed drawn from ``(seed, n)`` as the other peers do,
+        the history in trial order and the ``running`` points (``len(history) + len(running)
+        = n``)."""
+        if len(history) + len(running) != n:
+            raise ValueError(
+                f"proposal {n} follows {len(history)} trials and {len(running)} running ones; "
+                "their sum must be n"
+            )
+        return {
+            "space": self.space.describe(),
+            "objectives": list(self.objectives),
+            "seed": self.seed,
+            "n": n,
+            "proposal_seed": int(np.random.SeedSequence([self.seed, n]).generate_state(1)[0]),
+            "history": self._history(history),
+            "running": [dict(p) for p in running],
+        }
+
+    def running(self, n: int, history: Sequence[Trial]) -> list[dict[str, Any]]:
+        """The points of the trials running while proposal ``n`` is made from ``history``:
+        proposals ``k = len(history) … n−1``, each from the history the engine gave it
+        (its first ``k − lag`` trials, ``lag = n − len(history)`` the workers beyond the
+        first); remembered from the run, or proposed again on a resume."""
+        lag = n - len(history)
+        return [self.propose(k, history[: max(0, k - lag)]) for k in range(len(history), n)]
+
+    def propose(self, n: int, history: Sequence[Trial]) -> dict[str, Any]:
+        """Proposal ``n``: the advisor's answer to :meth:`request` with the :meth:`running`
+        points (deterministic in the request: OpenBox's BLAS and hashing are pinned to one
+        thread and one seed).
+
+        Raises:
+            RuntimeError: the advisor failed (its stderr is quoted) or answered a point
+                outside the space.
+        """
+        key = (n, json.dumps(self._history(history)))
+        if key in self._proposals:
+            return dict(self._proposals[key])
+        request = self.request(n, history, self.running(n, history))
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+        proc = subprocess.run(
+            [str(self.python), str(OPENBOX_ADVISOR)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"the OpenBox advisor ({self.python} {OPENBOX_ADVISOR.name}) failed on proposal "
+                f"{n} with exit code {proc.returncode}:\n{proc.stderr[-2000:]}"
+            )
+        point = json.loads(proc.stdout)["point"]
+        try:
+            self.space.validate(point)
+        except ValueError as err:
+            raise RuntimeError(f"the OpenBox advisor proposed {point}: {err}") from err
+        self._proposals[key] = {k: point[k] for k in self.space.keys()}
+        return dict(self._proposals[key])
+
+
 def make_engine(
-    name: str, *args: Any, population: int = NSGA2_POPULATION, **kwargs: Any
+    name: str,
+    *args: Any,
+    population: int = NSGA2_POPULATION,
+    openbox: str | Path = OPENBOX_PYTHON,
+    **kwargs: Any,
 ) -> SearchEngine:
-    """The engine ``name`` (one of :data:`ENGINES`) with :class:`SearchEngine`'s arguments."""
+    """The engine ``name`` (one of :data:`ENGINES`) with :class:`SearchEngine`'s arguments
+    (``population``: NSGA-II's; ``openbox``: OpenBox's interpreter)."""
     if name == "sgap":
         return SearchEngine(*args, **kwargs)
     if name in ABLATIONS:
@@ -198,6 +344,8 @@ def make_engine(
         return RandomSearch(*args, **kwargs)
     if name in ("optuna_tpe", "optuna_nsga2"):
         return OptunaSearch(*args, sampler=name.split("_")[1], population=population, **kwargs)
+    if name == "openbox":
+        return OpenBoxSearch(*args, python=openbox, **kwargs)
     raise ValueError(f"unknown engine {name!r}; choose from {list(ENGINES)}")
 
 
@@ -421,6 +569,7 @@ def run_one(
         split_seed=args.split_seed,
         presets=False,
         population=args.nsga2_population,
+        openbox=args.openbox_python,
     )
     start = time.perf_counter()
     result = search.run()
@@ -456,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workers", type=int, default=1, help="trial processes per run (default 1)")
     p.add_argument("--nsga2-population", type=int, default=NSGA2_POPULATION)
+    p.add_argument(
+        "--openbox-python",
+        default=str(OPENBOX_PYTHON),
+        help="OpenBox's interpreter (default: .venv-openbox/bin/python, make env-openbox)",
+    )
     p.add_argument("--out", default="benchmarks/results/search_quality")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--report", action="store_true", help="only write the table and plot")
@@ -469,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(report(Path(args.out), args.dataset, args.max_evals, Path(args.docs)))
         return 0
+    if "openbox" in engines:  # before any run starts, not after the other engines' runs
+        try:
+            openbox_python(args.openbox_python)
+        except FileNotFoundError as err:
+            p.error(f"--engines openbox: {err}")
     torch.set_num_threads(1)
     data = load_dataset(args.dataset, args.data_root, args.split_seed)
     space = DesignSpace.paper(training=TrainingRanges() if args.search_training else None)

@@ -7,6 +7,7 @@ import importlib.util
 import itertools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -283,3 +284,80 @@ def test_report_table_against_brute_force_hypervolume(tmp_path: Path):
     _store(tmp_path, "optuna_nsga2", 0, raw[("sgap", 0)], ["val_error", "params"])
     with pytest.raises(ValueError, match="objectives"):
         peers.load_runs(tmp_path, "toy")
+
+
+# ---------------------------------------------------------------------- the OpenBox peer
+# OpenBox runs in its own env (make env-openbox, not part of make env): what needs it is
+# test_openbox_proposals_replay_a_live_run, which runs where .venv-openbox exists and fails
+# instead of skipping with SGAP_REQUIRE_OPENBOX=1.
+_aspec = importlib.util.spec_from_file_location(
+    "openbox_advisor", ROOT / "benchmarks/openbox_advisor.py"
+)
+assert _aspec is not None and _aspec.loader is not None
+advisor = importlib.util.module_from_spec(_aspec)
+_aspec.loader.exec_module(advisor)  # imports OpenBox only when it proposes
+
+
+def test_openbox_request_round_trips_the_history(tmp_path: Path):
+    """The advisor's request holds the space, the seeds, the history (points, objectives in
+    the engine's order, None for a failure) and the running points, through JSON."""
+    space = DesignSpace.paper()
+    history = _history(space, 5, fail=2)
+    running = [_history(space, 7)[6].point]
+    engine = _peer("openbox", tmp_path, openbox=sys.executable)
+    request = json.loads(json.dumps(engine.request(6, history, running)))
+    assert request["space"] == json.loads(json.dumps(space.describe()))
+    assert request["objectives"] == ["val_error", "params"] and request["seed"] == 3
+    assert [h["point"] for h in request["history"]] == [t.point for t in history]
+    assert request["running"] == running
+    for h, t in zip(request["history"], history, strict=True):
+        expect = None if t.status == "fail" else [t.objectives["val_error"], t.objectives["params"]]
+        assert h["objectives"] == expect
+    other = _peer("openbox", tmp_path / "b", openbox=sys.executable)
+    assert other.request(6, history, running)["proposal_seed"] == request["proposal_seed"]
+    assert other.request(5, history, [])["proposal_seed"] != request["proposal_seed"]
+    with pytest.raises(ValueError, match="must be n"):
+        engine.request(6, history, [])
+    # EHVI's reference point: the worst finished value + a tenth of the range, failures aside
+    ok = np.array(
+        [[t.objectives["val_error"], t.objectives["params"]] for t in history if t.status == "ok"]
+    )
+    ref = advisor.reference_point(request["history"], 2)
+    np.testing.assert_allclose(ref, ok.max(0) + 0.1 * (ok.max(0) - ok.min(0)), rtol=1e-12)
+    assert np.all(ok < np.asarray(ref))
+
+
+def test_openbox_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A missing interpreter names make env-openbox (before any run starts); an interpreter
+    without OpenBox gets the advisor's own error quoted."""
+    missing = tmp_path / "nowhere" / "python"
+    with pytest.raises(FileNotFoundError, match="make env-openbox"):
+        _peer("openbox", tmp_path, openbox=missing)
+    with pytest.raises(SystemExit):
+        peers.main(["--engines", "sgap,openbox", "--openbox-python", str(missing)])
+    assert "make env-openbox" in capsys.readouterr().err
+    engine = _peer("openbox", tmp_path, openbox=sys.executable)  # this env has no OpenBox
+    with pytest.raises(RuntimeError, match="No module named 'openbox'"):
+        engine.propose(0, [])
+
+
+def test_openbox_proposals_replay_a_live_run(tmp_path: Path):
+    """OpenBox's proposals: the initial design whatever the number of workers, then points
+    neither in the history nor running, the same from a fresh engine (a resume)."""
+    if not peers.OPENBOX_PYTHON.exists():
+        if os.environ.get("SGAP_REQUIRE_OPENBOX") == "1":
+            pytest.fail(f"SGAP_REQUIRE_OPENBOX=1 but {peers.OPENBOX_PYTHON} does not exist")
+        pytest.skip("OpenBox's env is not installed (make env-openbox)")
+    space = DesignSpace.paper()
+    history = _history(space, 5, fail=2)
+    a, b = _peer("openbox", tmp_path), _peer("openbox", tmp_path / "b")
+    initial = [a.propose(n, []) for n in range(3)]  # n workers: all proposed at once
+    assert len({json.dumps(p, sort_keys=True) for p in initial}) == 3
+    assert a.propose(2, history[:2]) == initial[2]  # one worker: the same initial design
+    # two workers: proposal 5 from trials 0-3 while proposal 4 (from trials 0-2) runs
+    running = a.running(5, history[:4])
+    assert running == [a.propose(4, history[:3])]
+    point = a.propose(5, history[:4])
+    space.validate(point)
+    assert point not in [t.point for t in history[:4]] + running
+    assert b.propose(5, history[:4]) == point  # a fresh engine proposes it all again
