@@ -2,8 +2,9 @@
 
 OpenBox (the PaSca authors' engine) pins numpy, scipy and pandas versions that the package's
 environments cannot hold, so it runs in its own environment (``make env-openbox``) and this
-script imports only OpenBox (with its ConfigSpace) and the standard library. It reads one
-JSON request on stdin and prints one JSON answer on stdout (OpenBox's log goes to stderr)::
+script imports only OpenBox (with its ConfigSpace) and the standard library. It answers JSON
+requests on stdin, one a line, with one JSON line each on stdout (OpenBox's log goes to
+stderr), until stdin closes; one process serves a whole search, importing OpenBox once::
 
     request = {
         "space": DesignSpace.describe(),       # ranges, aggregator labels, training ranges
@@ -188,12 +189,16 @@ def _configuration(space: Any, point: Mapping[str, Any]) -> Any:
 
 
 def main() -> int:
-    request = json.load(sys.stdin)
-    # OpenBox and its dependencies may print; stdout carries the answer only
-    with contextlib.redirect_stdout(sys.stderr):
-        answer = suggest(request)
-    json.dump(answer, sys.stdout)
-    sys.stdout.write("\n")
+    """Answer every request line on stdin (an error ends the process with its traceback on
+    stderr)."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        # OpenBox and its dependencies may print; stdout carries the answers only
+        with contextlib.redirect_stdout(sys.stderr):
+            answer = suggest(json.loads(line))
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
     return 0
 
 

@@ -66,7 +66,9 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -203,8 +205,8 @@ def openbox_python(path: str | Path = OPENBOX_PYTHON) -> Path:
 
 class OpenBoxSearch(SearchEngine):
     """OpenBox's advisor (its multi-objective defaults), run by
-    ``benchmarks/openbox_advisor.py`` with OpenBox's own interpreter, one subprocess per
-    proposal.
+    ``benchmarks/openbox_advisor.py`` in a subprocess of OpenBox's own interpreter, started
+    at the first proposal and serving them all (a fresh advisor per proposal).
 
     OpenBox's parallel advisor (``AsyncBatchAdvisor``) proposes neither a point of the
     history nor a running one, and its Bayesian optimisation, given one history, keeps
@@ -228,6 +230,8 @@ class OpenBoxSearch(SearchEngine):
         self.python = openbox_python(python)
         super().__init__(*args, **kwargs)
         self._proposals: dict[tuple[int, str], dict[str, Any]] = {}
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: Any = None  # the advisor's log, read when it fails
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "engine": self.name}
@@ -288,33 +292,84 @@ class OpenBoxSearch(SearchEngine):
         if key in self._proposals:
             return dict(self._proposals[key])
         request = self.request(n, history, self.running(n, history))
-        env = {
-            **os.environ,
-            "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-        proc = subprocess.run(
-            [str(self.python), str(OPENBOX_ADVISOR)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"the OpenBox advisor ({self.python} {OPENBOX_ADVISOR.name}) failed on proposal "
-                f"{n} with exit code {proc.returncode}:\n{proc.stderr[-2000:]}"
-            )
-        point = json.loads(proc.stdout)["point"]
+        point = self._ask(request)["point"]
         try:
             self.space.validate(point)
         except ValueError as err:
             raise RuntimeError(f"the OpenBox advisor proposed {point}: {err}") from err
         self._proposals[key] = {k: point[k] for k in self.space.keys()}
         return dict(self._proposals[key])
+
+    def _ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The advisor's answer to one request (the advisor started on first use)."""
+        if self._process is None:
+            env = {
+                **os.environ,
+                "PYTHONHASHSEED": "0",
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+            # a file, not a pipe: a log nobody reads while the advisor runs cannot fill it
+            self._stderr = tempfile.TemporaryFile("w+")
+            self._process = subprocess.Popen(
+                [str(self.python), str(OPENBOX_ADVISOR)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                text=True,
+                env=env,
+            )
+            weakref.finalize(self, _stop, self._process, self._stderr)
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            code = process.wait()
+            self._stderr.seek(0)
+            log = self._stderr.read()[-2000:]
+            _stop(process, self._stderr)
+            self._process = None
+            raise RuntimeError(
+                f"the OpenBox advisor ({self.python} {OPENBOX_ADVISOR.name}) failed on proposal "
+                f"{request['n']} with exit code {code}:\n{log}"
+            )
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        """Stop the advisor (the next proposal starts it again)."""
+        if self._process is not None:
+            _stop(self._process, self._stderr)
+            self._process = None
+
+    def run(self) -> SearchResult:
+        """:meth:`SearchEngine.run`, then :meth:`close`."""
+        try:
+            return super().run()
+        finally:
+            self.close()
+
+
+def _stop(process: subprocess.Popen[str], log: Any) -> None:
+    """End the advisor ``process`` (closing its stdin ends its loop) and its ``log``."""
+    if process.stdin is not None and not process.stdin.closed:
+        try:
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+    log.close()
 
 
 def make_engine(
