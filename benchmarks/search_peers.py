@@ -21,9 +21,11 @@ after 10, 20, … trials:
 and, to measure what each change of the engine bought (:data:`ABLATIONS`, not peers: the
 report's target compares ``sgap`` with the peers only):
 
-* ``sgap_v1`` — the engine before issue 12's changes: inert keys handed to TPE like the
-  others (:class:`FlatSpace`) and hyperopt's own good set (``good_fraction=None``);
-* ``sgap_flat`` — today's good set, inert keys handed to TPE (:class:`FlatSpace`);
+* ``sgap_v1`` — the engine before issue 12's changes: random start-up
+  (``startup="random"``), hyperopt's own good set (``good_fraction=None``) and inert keys
+  handed to TPE like the others (:class:`FlatSpace`);
+* ``sgap_rand`` — today's engine with the random start-up;
+* ``sgap_flat`` — today's engine with inert keys handed to TPE (:class:`FlatSpace`);
 * ``sgap_warm`` — today's engine warm-started from the presets (``warm_start=True``).
 
 Every peer is a :class:`SearchEngine` whose only change is :meth:`~SearchEngine.propose`:
@@ -84,7 +86,7 @@ from sgap_plugins.core.search.scalarization import normalise
 from sgap_plugins.datasets import DATASET_NAMES, cache_dir, load_dataset
 
 PEERS = ("random", "optuna_tpe", "optuna_nsga2", "openbox")
-ABLATIONS = ("sgap_v1", "sgap_flat", "sgap_warm")
+ABLATIONS = ("sgap_v1", "sgap_rand", "sgap_flat", "sgap_warm")
 ENGINES = ("sgap", *PEERS, *ABLATIONS)
 # The reference point in normalised objectives (see the module docstring).
 REFERENCE = 1.1
@@ -384,7 +386,7 @@ def make_engine(
     if name == "sgap":
         return SearchEngine(*args, **kwargs)
     if name in ABLATIONS:
-        if name != "sgap_warm":
+        if name in ("sgap_v1", "sgap_flat"):
             space = kwargs["space"]
             kwargs["space"] = FlatSpace(
                 **{k: space.ranges[k] for k in ("k_pre", "k_trans", "k_post")},
@@ -394,6 +396,8 @@ def make_engine(
             )
         if name == "sgap_v1":
             kwargs["good_fraction"] = None
+        if name in ("sgap_v1", "sgap_rand"):
+            kwargs["startup"] = "random"
         return SearchEngine(*args, warm_start=name == "sgap_warm", **kwargs)
     if name == "random":
         return RandomSearch(*args, **kwargs)

@@ -61,7 +61,13 @@ def test_fixed_seed_is_reproducible(tmp_path: Path) -> None:
         ]
 
     assert key(a) == key(b)
-    assert len({json.dumps(t.point, sort_keys=True) for t in a.trials}) == 7
+    # no proposal repeats a model already evaluated when it was proposed (trials 0 … n−2
+    # with 2 workers); one still running may be proposed again
+    space = engine(tmp_path / "c", 1).space
+    for n, t in enumerate(a.trials):
+        assert space.model_key(t.point) not in {
+            space.model_key(u.point) for u in a.trials[: max(n - 1, 0)]
+        }
     assert [t.trial for t in a.trials] == list(range(7))
     assert all(t.status == "ok" for t in a.trials)
     assert a.hypervolume == b.hypervolume > 0
@@ -434,14 +440,34 @@ def test_tpe_history_leaves_out_inert_keys(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_resume_of_a_search_stored_before_good_fraction(tmp_path: Path) -> None:
-    """A ``search.json`` without ``good_fraction`` (written before it existed) resumes with
-    hyperopt's own split, which that search was run with."""
+    """A ``search.json`` without ``good_fraction`` and ``startup`` (written before they
+    existed) resumes with hyperopt's own split and random start-up, which that search was
+    run with."""
     out = tmp_path / "run"
     engine(out, 2).run()
     stored = json.loads((out / "search.json").read_text())
-    del stored["good_fraction"]
+    del stored["good_fraction"], stored["startup"]
     (out / "search.json").write_text(json.dumps(stored))
     resumed = engine(out, 3, resume=True)
     resumed.run()
-    assert resumed.good_fraction is None
+    assert resumed.good_fraction is None and resumed.startup == "random"
     assert json.loads((out / "search.json").read_text()).get("good_fraction", None) is None
+
+
+def test_startup_is_a_latin_hypercube(tmp_path: Path) -> None:
+    """The ``n_startup`` proposals after the warm-start points are the space's Latin
+    hypercube for the search seed, whatever the history; TPE proposes after them."""
+    search = engine(tmp_path / "run", 12, n_startup=6, seed=5, warm_start=True)
+    warm = len(search.warm_start_points())
+    design = search.space.latin_hypercube(6, 5)
+    got = [search.propose(warm + i, []) for i in range(6)]
+    assert got == design
+    history = [
+        Trial(i, p, {}, "ok", {"val_error": 0.5 - 0.01 * i, "inference_time": 1e-5})
+        for i, p in enumerate(design)
+    ]
+    after = search.propose(warm + 6, history)
+    search.space.validate(after)
+    assert after not in design
+    with pytest.raises(ValueError, match="startup"):
+        engine(tmp_path / "bad", 1, startup="sobol")

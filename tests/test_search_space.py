@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import math
+
 import pytest
 import torch
 from hyperopt import Trials, base, rand, space_eval
@@ -202,3 +205,25 @@ def test_inert_keys_leave_the_model_unchanged() -> None:
     assert space.model_key(shallow) == space.model_key(_with(shallow, ma="max", hidden=256))
     assert space.model_key(shallow) != space.model_key(_with(shallow, lr=shallow["lr"] / 2))
     assert space.to_vals(shallow, active_only=True).keys() == set(space.active_keys(shallow))
+
+
+@pytest.mark.parametrize("n", [10, 15, 23])
+def test_latin_hypercube_fills_every_stratum(n: int) -> None:
+    """Each coordinate of the start-up design has one point in each of its ``n`` strata:
+    mapped back through the prior CDF, the ``n`` values of ``K_trans`` (10 values) and of a
+    log-uniform ``lr`` fall one per stratum, checked by brute force; every point lies in the
+    space, and the design is a function of the seed."""
+    space = DesignSpace.paper(training=TrainingRanges())
+    points = space.latin_hypercube(n, seed=7)
+    assert len(points) == n and points == space.latin_hypercube(n, seed=7)
+    assert points != space.latin_hypercube(n, seed=8)
+    lo, hi = space.training.lr
+    strata = sorted(int(n * math.log(p["lr"] / lo) / math.log(hi / lo)) for p in points)
+    assert strata == list(range(n))
+    counts = collections.Counter(p["k_trans"] for p in points)
+    # a value's interval [v/10, (v+1)/10) holds between ⌊n/10⌋ − 1 and ⌈n/10⌉ + 1 strata
+    assert all(n // 10 - 1 <= counts[v] <= -(-n // 10) + 1 for v in range(1, 11))
+    if n % 10 == 0 or n >= 20:
+        assert set(counts) == set(range(1, 11))
+    for p in points:
+        space.validate(p)

@@ -5,8 +5,12 @@ new proposal ``n`` draws its own weight vector :math:`\\lambda \\sim \\mathrm{Di
 (ParEGO's random weights) and re-scalarises the *whole* history with it
 (:mod:`~sgap_plugins.core.search.scalarization`: the augmented Chebyshev function of the
 objectives normalised over the history), so successive proposals aim at different parts of
-the front. TPE then proposes from a fresh ``Trials`` holding those losses. In
-``constrained`` mode the loss is ``val_error`` within every budget and a penalty otherwise.
+the front. TPE then proposes from a fresh ``Trials`` holding those losses, with the best
+``good_fraction`` of them (10 %) as its good set, and without the keys that had no effect
+on a trial (:meth:`DesignSpace.active_keys
+<sgap_plugins.core.search.DesignSpace.active_keys>`), as hyperopt leaves out an inactive
+conditional parameter. In ``constrained`` mode the loss is ``val_error`` within every
+budget and a penalty otherwise.
 
 **Scheduling.** Trials run on an :class:`~sgap_plugins.core.search.executors.Executor`
 (default: :class:`~sgap_plugins.core.search.executors.LocalProcessPool`). Proposal ``n`` is
@@ -86,6 +90,7 @@ DEFAULT_BASE_CONFIG = SGAPConfig(
 
 # TPE's good set as a share of the history (Optuna's default split; see ``good_fraction``)
 GOOD_FRACTION = 0.1
+STARTUPS = ("lhs", "random")
 MAIN_GUARD_HELP = (
     "the search was started while a worker process was importing the main script. Worker "
     "processes are started with 'spawn', which re-imports the script that runs the search; "
@@ -130,8 +135,14 @@ class SearchEngine:
         seed: seeds the proposals and every trial's training.
         trial_timeout: seconds after which the default executor kills a trial and records
             it as failed.
-        n_startup: random proposals before TPE takes over (default ``min(20, max_evals//4)``,
-            at least 1); with ``warm_start`` they follow the warm-start points.
+        n_startup: start-up proposals before TPE takes over (default
+            ``min(20, max_evals//4)``, at least 1); with ``warm_start`` they follow the
+            warm-start points.
+        startup: how they are drawn: ``"lhs"`` (default), a Latin hypercube of
+            ``n_startup`` points seeded by ``seed``
+            (:meth:`DesignSpace.latin_hypercube
+            <sgap_plugins.core.search.DesignSpace.latin_hypercube>`), or ``"random"``,
+            independent draws from the prior (hyperopt's).
         good_fraction: the share ``q`` of the history TPE models as good: the
             ``⌈q·T⌉`` trials of lowest loss among ``T`` (at most 25, hyperopt's cap). The
             default :data:`GOOD_FRACTION` is Optuna's; ``None`` keeps hyperopt's own
@@ -171,6 +182,7 @@ class SearchEngine:
         seed: int = 0,
         trial_timeout: float = 600.0,
         n_startup: int | None = None,
+        startup: str = "lhs",
         good_fraction: float | None = GOOD_FRACTION,
         hop_cache: str | Path | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -201,6 +213,8 @@ class SearchEngine:
                 raise ValueError(f"budget {name}={bound!r} must be a positive number")
         if not isinstance(max_evals, int) or max_evals < 1:
             raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
+        if startup not in STARTUPS:
+            raise ValueError(f"startup must be one of {list(STARTUPS)}, got {startup!r}")
         if good_fraction is not None and not 0 < good_fraction <= 1:
             raise ValueError(f"good_fraction must lie in (0, 1] or be None, got {good_fraction!r}")
         if executor is None:
@@ -221,7 +235,9 @@ class SearchEngine:
         self.seed = int(seed)
         self._n_startup_given = n_startup is not None
         self.n_startup = n_startup if n_startup is not None else max(1, min(20, max_evals // 4))
+        self.startup = startup
         self.good_fraction = None if good_fraction is None else float(good_fraction)
+        self._startup_points: list[dict[str, Any]] | None = None
         self.hop_cache = Path(hop_cache) if hop_cache is not None else cache_dir() / "hops"
         self.memory_budget = int(memory_budget)
         self.resume = resume
@@ -247,6 +263,7 @@ class SearchEngine:
             "space": self.space.describe(),
             "base_config": self.base_config.to_dict(),
             "n_startup": self.n_startup,
+            "startup": self.startup,
             "good_fraction": self.good_fraction,
             "warm_start": self.warm_start,
             "warm_start_points": [
@@ -270,8 +287,11 @@ class SearchEngine:
                 # the default depends on max_evals, which a resumed search may raise
                 self.n_startup = stored["n_startup"]
                 settings["n_startup"] = self.n_startup
-            if "good_fraction" not in stored:  # stored before it existed: hyperopt's split
+            # stored before they existed: hyperopt's split and random start-up
+            if "good_fraction" not in stored:
                 self.good_fraction = settings["good_fraction"] = None
+            if "startup" not in stored:
+                self.startup = stored["startup"] = settings["startup"] = "random"
             # a search stored before warm start existed had none
             stored.setdefault("warm_start", False)
             stored.setdefault("warm_start_points", [])
@@ -365,13 +385,20 @@ class SearchEngine:
 
     def propose(self, n: int, history: Sequence[Trial]) -> dict[str, Any]:
         """Proposal ``n`` from ``history`` (the trials ``0 … n−W``), deterministic in
-        ``(seed, n, history)``. Avoids re-proposing an evaluated point when it can (10
-        tries), then falls back to the last proposal. The warm-start points count apart
-        from the ``n_startup`` random proposals: TPE proposes at random until the history
-        holds ``n_startup`` trials beyond them."""
+        ``(seed, n, history)``. The warm-start points count apart from the ``n_startup``
+        start-up proposals, which come next: with ``startup="lhs"`` point ``n − P`` of the
+        Latin hypercube (``P`` warm-start points), with ``"random"`` TPE's own random
+        draws until the history holds ``n_startup`` trials beyond the warm start. Then TPE
+        proposes; it avoids re-proposing an evaluated model when it can (10 tries), then
+        falls back to the last proposal."""
         from hyperopt import STATUS_OK, Trials, base, tpe
         from hyperopt.base import JOB_STATE_DONE
 
+        warm = len(self.warm_start_points())
+        if self.startup == "lhs" and n - warm < self.n_startup:
+            if self._startup_points is None:
+                self._startup_points = self.space.latin_hypercube(self.n_startup, self.seed)
+            return dict(self._startup_points[n - warm])
         if self._domain is None:
             self._domain = base.Domain(lambda _: 0.0, self.space.hyperopt_space())
         losses = self._losses(history, n)
@@ -403,14 +430,15 @@ class SearchEngine:
         for attempt in range(10):
             seed = int(np.random.SeedSequence([self.seed, n, attempt]).generate_state(1)[0])
             # The presets sit in one corner of the space (aug_na/ppr, shallow MLPs, little
-            # post-processing): TPE still gets n_startup spread-out points beyond them, so
-            # its model of the rest of the space is not built from presets alone.
+            # post-processing): the n_startup spread-out points beyond them give TPE a
+            # model of the rest of the space. After a Latin hypercube start-up TPE takes
+            # over at once (hyperopt's minimum of 1), even while W − 1 of it still run.
             docs = tpe.suggest(
                 [len(history)],
                 self._domain,
                 trials,
                 seed,
-                n_startup_jobs=self.n_startup + len(self.warm_start_points()),
+                n_startup_jobs=self.n_startup + warm if self.startup == "random" else 1,
                 **self._tpe_gamma(len(history)),
             )
             point = self.space.from_vals(docs[0]["misc"]["vals"])

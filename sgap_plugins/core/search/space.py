@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..config import SGAPConfig
 from ..plugins import (
     graph_aggregator_class,
@@ -257,6 +259,46 @@ class DesignSpace:
             )
         self.validate(point)
         return point
+
+    def latin_hypercube(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """``n`` space-filling points: a Latin hypercube sample ``u ∈ [0, 1)^D`` over the
+        ``D`` keys (:func:`scipy.stats.qmc.LatinHypercube`, seeded by ``seed``), each
+        coordinate mapped by its key's inverse prior CDF: ``⌊u·m⌋``-th of the ``m`` values
+        of an integer range or a choice, ``low + u·(high − low)`` for a uniform and the same
+        in ``log`` for ``lr`` and ``weight_decay``. Each of the ``n`` strata ``[i/n,
+        (i+1)/n)`` of every coordinate holds one point, so each of a dimension's ``m``
+        values is drawn about ``n/m`` times, and at least once when ``m`` divides ``n`` or
+        ``n ≥ 2m``: ``K_trans = 1`` (a linear model) is in every start-up of 10, 15 or 20
+        points, where 10 independent draws miss it with probability ``0.9¹⁰`` (35 %).
+        """
+        from scipy.stats import qmc
+
+        keys = self.keys()
+        sample = qmc.LatinHypercube(d=len(keys), seed=np.random.default_rng(seed)).random(n)
+        points = []
+        for row in sample:
+            point: dict[str, Any] = {}
+            for key, u in zip(keys, row, strict=True):
+                if key in INT_KEYS:
+                    lo, hi = self.ranges[key]
+                    point[key] = lo + min(int(u * (hi - lo + 1)), hi - lo)
+                elif key in ("ma", "ga_pre", "ga_post"):
+                    labels = self._labels(key)
+                    point[key] = labels[min(int(u * len(labels)), len(labels) - 1)]
+                else:
+                    assert self.training is not None
+                    if key == "hidden":
+                        widths = self.training.hidden
+                        point[key] = int(widths[min(int(u * len(widths)), len(widths) - 1)])
+                        continue
+                    lo, hi = getattr(self.training, key)
+                    if key in ("lr", "weight_decay"):
+                        point[key] = float(math.exp(math.log(lo) + u * math.log(hi / lo)))
+                    else:
+                        point[key] = float(lo + u * (hi - lo))
+            self.validate(point)
+            points.append(point)
+        return points
 
     def _labels(self, key: str) -> list[str]:
         options = self.message_aggregators if key == "ma" else self.graph_aggregators
