@@ -411,12 +411,15 @@ def standings(rows: Sequence[dict[str, Any]]) -> str:
     out = []
     for r in rows:
         ours = {NAMES[p]: e["mean"] for p, e in r["presets"].items() if e}
+        runs = {NAMES[p]: len(e["test"]) for p, e in r["presets"].items() if e}
         if r["searched"] and "mean" in r["searched"]:
             ours["searched"] = r["searched"]["mean"]
+            runs["searched"] = len(r["searched"]["test"])
         if not ours:
             continue
         best = max(ours, key=ours.__getitem__)
-        line = f"- {TITLES[r['dataset']]}: best ours {best} {ours[best]:.1f}"
+        n = "" if runs[best] == SPLITS else f" ({runs[best]} splits)"
+        line = f"- {TITLES[r['dataset']]}: best ours {best} {ours[best]:.1f}{n}"
         mlp = r["presets"].get("mlp")
         if mlp:
             line += f" (our MLP {mlp['mean']:.1f})"
