@@ -35,12 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +46,16 @@ import torch
 from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pasca_search import best_member, describe  # noqa: E402
+from pasca_search import best_member, describe, read_jsonl, retrain, run_search  # noqa: E402
 from reproduce_pasca import NAMES as PAPER_NAMES  # noqa: E402
 from reproduce_pasca import Log, cell_accuracies, run_dataset  # noqa: E402
 
 from sgap_plugins.core.config import PRESETS, SGAPConfig  # noqa: E402
-from sgap_plugins.core.search import DesignSpace, SearchEngine  # noqa: E402
 from sgap_plugins.core.search.journal import read_trials  # noqa: E402
 from sgap_plugins.core.synthetic import NodeDataset  # noqa: E402
 from sgap_plugins.datasets import (  # noqa: E402
     HETEROPHILY_DATASETS,
     PUBLISHED_METRIC,
-    cache_dir,
     load_dataset,
 )
 
@@ -217,69 +211,7 @@ def run_presets(datasets: Sequence[str], args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- 2. search
-def run_search(dataset: str, args: argparse.Namespace) -> None:
-    out = out_dir(dataset, args.out)
-    done = {t.trial for t in read_trials(out / "trials.jsonl")}
-    if len(done) >= args.max_evals and (out / "pareto.json").exists():
-        print(f"{out}: {args.max_evals} trials already recorded", file=sys.stderr)
-        return
-    engine = SearchEngine(
-        load_dataset(dataset, args.data_root, 0),
-        out,
-        args.max_evals,
-        objectives=["val_error", "inference_time"],
-        space=DesignSpace.paper(training=True),
-        workers=args.workers,
-        seed=0,
-        hop_cache=cache_dir() / "hops",
-        resume=(out / "search.json").exists(),
-        progress=not args.no_progress,
-        data_root=args.data_root,
-        warm_start=True,
-    )
-    start = time.perf_counter()
-    result = engine.run()
-    wall = time.perf_counter() - start
-    settings = json.loads((out / "search.json").read_text())
-    settings["command"] = shlex.join([sys.executable, *sys.argv])
-    settings["wall_s"] = round(settings.get("wall_s", 0.0) + wall, 1)
-    (out / "search.json").write_text(json.dumps(settings, indent=2))
-    print(f"{out}: {len(result.trials)} trials, front {len(result.front)}, {wall:.0f} s")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x] if path.exists() else []
-
-
-def retrain(dataset: str, args: argparse.Namespace) -> None:
-    """The best-validation front member on every split (``--split-seed s --seed s``)."""
-    out = out_dir(dataset, args.out)
-    index = best_member(json.loads((out / "pareto.json").read_text()))
-    log = out / "retrain.jsonl"
-    done = {r["seed"] for r in read_jsonl(log) if r["index"] == index}
-    for seed in range(args.splits):
-        if seed in done:
-            continue
-        cmd = [sys.executable, "-m", "sgap_plugins.cli", "train", "--config"]
-        cmd += [str(out / "pareto.json"), "--index", str(index), "--seed", str(seed)]
-        cmd += ["--split-seed", str(seed), "--json"]
-        if args.data_root:
-            cmd += ["--data-root", args.data_root]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if proc.returncode != 0:
-            raise SystemExit(f"{shlex.join(cmd)} failed:\n{proc.stderr}")
-        result = json.loads(proc.stdout)
-        row = {
-            "index": index,
-            "seed": seed,
-            "split_seed": result["dataset"]["split_seed"],
-            "test_acc": result["test_acc"],
-            "val_acc": result["val_acc"],
-            "command": "sgap " + shlex.join(cmd[3:]),
-        }
-        with open(log, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"{dataset} member {index} split {seed}: test {100 * row['test_acc']:.1f} %")
+# pasca_search.run_search and .retrain, with this script's folders and every split
 
 
 # ---------------------------------------------------------------------- 3. report
@@ -489,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         torch.set_num_threads(1)
         for dataset in search:
-            run_search(dataset, args)
-            retrain(dataset, args)
+            out = out_dir(dataset, args.out)
+            run_search(dataset, out, args)
+            retrain(dataset, out, args.splits, True, args.data_root)
         run_presets(datasets, args)
     columns = [d for d in COLUMNS if d in datasets or d in search]
     columns += [d for d in dict.fromkeys([*datasets, *search]) if d not in columns]

@@ -66,8 +66,10 @@ def paper(preset: str, dataset: str) -> float:
 
 
 # ---------------------------------------------------------------------- 1. search
-def run_search(dataset: str, args: argparse.Namespace) -> None:
-    out = out_dir(dataset)
+def run_search(dataset: str, out: Path, args: argparse.Namespace) -> None:
+    """The warm-started 200-trial search of ``dataset`` (split 0, seed 0) in ``out``; adds
+    ``command`` and ``wall_s`` to its ``search.json``. ``args``: ``max_evals``, ``workers``,
+    ``data_root``, ``no_progress``."""
     done = {t.trial for t in read_trials(out / "trials.jsonl")}
     if len(done) >= args.max_evals and (out / "pareto.json").exists():
         print(f"{out}: {args.max_evals} trials already recorded", file=sys.stderr)
@@ -107,22 +109,27 @@ def best_member(pareto: dict[str, Any]) -> int:
     )
 
 
-def retrain(dataset: str, args: argparse.Namespace) -> None:
-    out = out_dir(dataset)
-    pareto = json.loads((out / "pareto.json").read_text())
-    index = best_member(pareto)
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (none if it does not exist)."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x] if path.exists() else []
+
+
+def retrain(dataset: str, out: Path, seeds: int, split_seeds: bool, data_root: str | None) -> None:
+    """The best-validation front member of ``out/pareto.json`` retrained with ``sgap train``
+    for seeds ``0 … seeds−1`` (with ``--split-seed s`` too when ``split_seeds``), appended
+    to ``out/retrain.jsonl``; seeds already there are skipped."""
+    index = best_member(json.loads((out / "pareto.json").read_text()))
     log = out / "retrain.jsonl"
-    runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {r["seed"] for r in runs if r["index"] == index}
-    for seed in range(args.seeds):
+    done = {r["seed"] for r in read_jsonl(log) if r["index"] == index}
+    for seed in range(seeds):
         if seed in done:
             continue
         cmd = [sys.executable, "-m", "sgap_plugins.cli", "train", "--config"]
         cmd += [str(out / "pareto.json"), "--index", str(index), "--seed", str(seed), "--json"]
-        if dataset in RANDOM_SPLITS:
+        if split_seeds:
             cmd += ["--split-seed", str(seed)]
-        if args.data_root:
-            cmd += ["--data-root", args.data_root]
+        if data_root:
+            cmd += ["--data-root", data_root]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         if proc.returncode != 0:
             raise SystemExit(f"{shlex.join(cmd)} failed:\n{proc.stderr}")
@@ -165,8 +172,7 @@ def summary(dataset: str, presets_log: Path) -> dict[str, Any] | None:
     settings = json.loads((out / "search.json").read_text())
     index = best_member(pareto)
     member = pareto["points"][index]
-    log = out / "retrain.jsonl"
-    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    rows = read_jsonl(out / "retrain.jsonl")
     accs = [100 * r["test_acc"] for r in rows if r["index"] == index]
     cells, _ = cell_accuracies(Log(presets_log), SEEDS)
     best_preset = max(
@@ -276,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         torch.set_num_threads(1)
         for dataset in datasets:
-            run_search(dataset, args)
-            retrain(dataset, args)
+            out = out_dir(dataset)
+            run_search(dataset, out, args)
+            retrain(dataset, out, args.seeds, dataset in RANDOM_SPLITS, args.data_root)
     print(report(REAL_DATASETS, Path(args.presets_log), Path(args.docs)))
     return 0
 
