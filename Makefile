@@ -31,7 +31,7 @@ demo: env-compat
 lint: env-compat
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy sgap_plugins
+	.venv/bin/mypy
 
 test-compat: env-compat
 	SGAP_REQUIRE_DGL=1 SGAP_REQUIRE_RAY=1 scripts/run_pytest.sh $(COMPAT) compat

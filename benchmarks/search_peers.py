@@ -398,7 +398,8 @@ def make_engine(
             kwargs["good_fraction"] = None
         if name in ("sgap_v1", "sgap_rand"):
             kwargs["startup"] = "random"
-        return SearchEngine(*args, warm_start=name == "sgap_warm", **kwargs)
+        kwargs["warm_start"] = name == "sgap_warm"
+        return SearchEngine(*args, **kwargs)
     if name == "random":
         return RandomSearch(*args, **kwargs)
     if name in ("optuna_tpe", "optuna_nsga2"):

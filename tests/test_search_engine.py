@@ -116,6 +116,61 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         assert next(u for u in after if u.trial == t.trial).__dict__ == t.__dict__
 
 
+def _spawned_children(pid: int) -> list[int]:
+    """The pids of the ``multiprocessing`` spawn workers whose parent is ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        if ppid == pid and b"spawn_main" in cmdline:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_the_workers(tmp_path: Path) -> None:
+    """SIGTERM to the search process alone ends the search with KeyboardInterrupt after it
+    stops its workers; they do not run on until their (here 60 s) trials end."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = {[str(Path(__file__).parent)]!r}
+        from test_search_engine import engine, sleeping_trial
+        from pathlib import Path
+        if __name__ == "__main__":
+            try:
+                engine(Path({str(tmp_path / "run")!r}), 4, workers=2,
+                       trial_fn=sleeping_trial).run()
+            except KeyboardInterrupt:
+                sys.exit(7)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2:
+            assert proc.poll() is None, "the search exited before its workers started"
+            assert time.monotonic() < deadline, "the workers did not start in time"
+            time.sleep(0.5)
+            workers = _spawned_children(proc.pid)
+        time.sleep(3)  # the workers are in their sleeping trials
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 7
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists(), f"worker {pid} still runs"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in workers:  # orphans of a failed run
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_resume_refuses_a_different_search(tmp_path: Path) -> None:
     out = tmp_path / "run"
     engine(out, 1).run()

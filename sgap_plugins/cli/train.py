@@ -312,7 +312,6 @@ def run_on_hops(args: argparse.Namespace, label: str, config: SGAPConfig) -> int
     folder = Path(args.hops)
     manifest = read_manifest(folder)
     hops = load_hops(folder)
-    assert isinstance(hops, torch.Tensor)
     k, num_rows = int(manifest["k"]), hops.size(1)
     if config.k_pre > k:
         raise ValueError(

@@ -38,7 +38,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -192,6 +192,16 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             )
         raise FileNotFoundError(f"{root} is not a finished hop folder (no {MANIFEST}): {hint}")
     return read_versioned_json(path, FORMAT, FORMAT_VERSION, "hop manifest", "rerun the precompute")
+
+
+@overload
+def load_hops(folder: str | os.PathLike[str], *, with_rows: Literal[False] = False) -> Tensor: ...
+
+
+@overload
+def load_hops(
+    folder: str | os.PathLike[str], *, with_rows: Literal[True]
+) -> tuple[Tensor, Tensor]: ...
 
 
 def load_hops(

@@ -41,8 +41,11 @@ so (in the worker, and in the main process when the workers fail to start) inste
 **Durability.** Every outcome is appended to ``<out>/trials.jsonl``
 (:mod:`~sgap_plugins.core.search.journal`) before the next proposal. ``resume=True`` reads
 it back, keeps every finished trial and proposes only the missing trial numbers, so an
-interrupted search (Ctrl-C, ``kill -9``) neither loses nor repeats a finished trial; a
-corrupt record stops the resume with an error naming its line.
+interrupted search (Ctrl-C, ``kill``, ``kill -9``) neither loses nor repeats a finished
+trial; a corrupt record stops the resume with an error naming its line. While it runs in
+the main thread, SIGTERM (``kill``, a job scheduler's stop) ends the search as Ctrl-C does,
+raising :class:`KeyboardInterrupt` once the workers are stopped, rather than ending the
+process at once and leaving busy workers to run on until their trial ends.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +119,29 @@ def _importing_main() -> bool:
     """Whether this process is a spawned child still importing the parent's main module
     (the state in which ``multiprocessing`` itself refuses to start processes)."""
     return bool(getattr(mp.current_process(), "_inheriting", False))
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` as Ctrl-C does, so that
+    the ``finally`` stopping the workers runs. Only in the main thread (where Python runs
+    signal handlers) and where SIGTERM has its default action: a handler the caller
+    installed is left alone."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ---------------------------------------------------------------------- engine
@@ -511,43 +540,44 @@ class SearchEngine:
         pending: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}  # n -> (point, config)
         journal = None
         bar = None
-        try:
-            if todo:  # the workers start while the hop stores are prepared
-                executor.start(self.prepare, len(todo))
-            journal = Journal(journal_path)
-            if self.progress:
-                from tqdm.auto import tqdm
+        with _sigterm_interrupts():
+            try:
+                if todo:  # the workers start while the hop stores are prepared
+                    executor.start(self.prepare, len(todo))
+                journal = Journal(journal_path)
+                if self.progress:
+                    from tqdm.auto import tqdm
 
-                bar = tqdm(
-                    total=self.max_evals, initial=min(len(done), self.max_evals), unit="trial"
-                )
-                self._update_bar(bar, done)
-            while todo or executor.running:
-                # hand out proposals whose history (trials 0 … n−W) is complete
-                while todo and executor.running < executor.capacity:
-                    n = todo[0]
-                    horizon = max(0, n - lag)
-                    if any(k not in done for k in range(horizon)):
-                        break
-                    todo.pop(0)
-                    point = self._next_point(n, [done[k] for k in range(horizon)])
-                    config = self.space.to_config(point, self.base_config).to_dict()
-                    pending[n] = (point, config)
-                    executor.submit(TrialJob(n, config, point["ga_pre"], self.seed))
-                for outcome in executor.wait():
-                    point, config = pending.pop(outcome.trial)
-                    trial = self._record(outcome, point, config)
-                    journal.append(trial)
-                    done[trial.trial] = trial
-                    if bar is not None:
-                        bar.update(1)
-                        self._update_bar(bar, done)
-        finally:
-            executor.close()
-            if journal is not None:
-                journal.close()
-            if bar is not None:
-                bar.close()
+                    bar = tqdm(
+                        total=self.max_evals, initial=min(len(done), self.max_evals), unit="trial"
+                    )
+                    self._update_bar(bar, done)
+                while todo or executor.running:
+                    # hand out proposals whose history (trials 0 … n−W) is complete
+                    while todo and executor.running < executor.capacity:
+                        n = todo[0]
+                        horizon = max(0, n - lag)
+                        if any(k not in done for k in range(horizon)):
+                            break
+                        todo.pop(0)
+                        point = self._next_point(n, [done[k] for k in range(horizon)])
+                        config = self.space.to_config(point, self.base_config).to_dict()
+                        pending[n] = (point, config)
+                        executor.submit(TrialJob(n, config, point["ga_pre"], self.seed))
+                    for outcome in executor.wait():
+                        point, config = pending.pop(outcome.trial)
+                        trial = self._record(outcome, point, config)
+                        journal.append(trial)
+                        done[trial.trial] = trial
+                        if bar is not None:
+                            bar.update(1)
+                            self._update_bar(bar, done)
+            finally:
+                executor.close()
+                if journal is not None:
+                    journal.close()
+                if bar is not None:
+                    bar.close()
         trials = [done[i] for i in sorted(done) if i < self.max_evals]
         result = SearchResult.from_trials(trials, self.objectives, self.budgets, self.dataset)
         references = self.reference_presets() if self.presets else {}

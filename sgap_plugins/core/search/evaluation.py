@@ -48,7 +48,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -562,7 +562,7 @@ def evaluate_trial(
 def evaluate_presets(
     ctx: TrialContext,
     choices: Sequence[AggregatorChoice],
-    presets: dict[str, SGAPConfig],
+    presets: Mapping[str, SGAPConfig],
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate named configs (e.g. the presets) on the same hop stores as a search, for
