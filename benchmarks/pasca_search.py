@@ -206,10 +206,10 @@ def retrain_top(
             print(f"{dataset} trial {trial['trial']} seed {seed}: test {100 * r.test_acc:.1f} %")
 
 
-def top_summary(dataset: str) -> dict[str, Any] | None:
-    """Per top trial its runs' mean validation and test accuracy (%), in the search's
-    validation order; ``None`` before step 3."""
-    rows = read_jsonl(out_dir(dataset) / "top.jsonl")
+def top_summary(dataset: str, out: Path) -> dict[str, Any] | None:
+    """Per top trial of the search in ``out`` its runs' mean validation and test accuracy
+    (%), in the search's validation order; ``None`` before step 3."""
+    rows = read_jsonl(out / "top.jsonl")
     if not rows:
         return None
     runs: dict[int, list[dict[str, Any]]] = {}
@@ -229,20 +229,17 @@ def top_summary(dataset: str) -> dict[str, Any] | None:
     return {"dataset": dataset, "trials": trials}
 
 
-def top_table(datasets: Sequence[str]) -> str:
-    """Per dataset: the test accuracy of the best-validation trial (the member of step 2),
-    of the trial with the best mean validation over its runs, and the best and worst of
-    the top ``M``, against the paper's PaSca-V3 − 0.5."""
+def top_table(summaries: Sequence[dict[str, Any]]) -> str:
+    """Per :func:`top_summary`: the test accuracy of the best-validation trial (the member of
+    step 2), of the trial with the best mean validation over its runs, and the best and
+    worst of the top ``M``, against the paper's PaSca-V3 − 0.5."""
     lines = [
         "| dataset | top trials × runs | best validation in the search | best mean validation "
         "over the runs | best test of the top | worst test of the top | paper PaSca-V3 − 0.5 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for d in datasets:
-        s = top_summary(d)
-        if s is None:
-            continue
-        ts = s["trials"]
+    for s in summaries:
+        d, ts = s["dataset"], s["trials"]
         first, by_val = ts[0], max(ts, key=lambda t: t["val"])
         best, worst = max(ts, key=lambda t: t["test"]), min(ts, key=lambda t: t["test"])
 
@@ -367,11 +364,11 @@ def report(datasets: Sequence[str], presets_log: Path, docs: Path) -> str:
             f"{members(s['faster_our_v2'], s['v2_test_acc'], s)} |"
         )
     text = "\n".join(lines) + "\n"
-    tops = [s for s in (top_summary(d) for d in datasets) if s]
+    tops = [s for s in (top_summary(d, out_dir(d)) for d in datasets) if s]
     if tops:
         text += (
             "\nThe search's best-validation trials, each retrained on the runs of the member "
-            "(mean test and validation accuracy, %):\n\n" + top_table(datasets)
+            "(mean test and validation accuracy, %):\n\n" + top_table(tops)
         )
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "pasca_search.md").write_text(text)
