@@ -240,7 +240,7 @@ def searched(dataset: str, root: Path = RESULTS) -> dict[str, Any] | None:
     index = best_member(pareto)
     member = pareto["points"][index]
     settings = json.loads((out / "search.json").read_text())
-    rows = [r for r in read_jsonl(out / "retrain.jsonl") if r["index"] == index]
+    rows = [r for r in read_jsonl(out / "retrain.jsonl") if r["trial"] == member["trial"]]
     return {
         "index": index,
         "config": member["config"],

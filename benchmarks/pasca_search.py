@@ -128,10 +128,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def retrain(dataset: str, out: Path, seeds: int, split_seeds: bool, data_root: str | None) -> None:
     """The best-validation front member of ``out/pareto.json`` retrained with ``sgap train``
     for seeds ``0 … seeds−1`` (with ``--split-seed s`` too when ``split_seeds``), appended
-    to ``out/retrain.jsonl``; seeds already there are skipped."""
-    index = best_member(json.loads((out / "pareto.json").read_text()))
+    to ``out/retrain.jsonl``; seeds the member already has there are skipped."""
+    pareto = json.loads((out / "pareto.json").read_text())
+    index = best_member(pareto)
+    # runs are keyed by the member's trial number: a resumed search's front can put another
+    # member at the same index
+    trial = pareto["points"][index]["trial"]
     log = out / "retrain.jsonl"
-    done = {r["seed"] for r in read_jsonl(log) if r["index"] == index}
+    done = {r["seed"] for r in read_jsonl(log) if r["trial"] == trial}
     for seed in range(seeds):
         if seed in done:
             continue
@@ -146,6 +150,7 @@ def retrain(dataset: str, out: Path, seeds: int, split_seeds: bool, data_root: s
             raise SystemExit(f"{shlex.join(cmd)} failed:\n{proc.stderr}")
         result = json.loads(proc.stdout)
         row = {
+            "trial": trial,
             "index": index,
             "seed": seed,
             "split_seed": result["dataset"]["split_seed"],
@@ -280,7 +285,7 @@ def summary(dataset: str, presets_log: Path) -> dict[str, Any] | None:
     index = best_member(pareto)
     member = pareto["points"][index]
     rows = read_jsonl(out / "retrain.jsonl")
-    accs = [100 * r["test_acc"] for r in rows if r["index"] == index]
+    accs = [100 * r["test_acc"] for r in rows if r["trial"] == member["trial"]]
     cells, _ = cell_accuracies(Log(presets_log), SEEDS)
     best_preset = max(
         (p for p in PAPER if cells.get((dataset, p))),

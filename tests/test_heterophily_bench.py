@@ -119,19 +119,23 @@ def test_best_member_is_best_validation_then_fastest():
 
 
 def test_searched_member_takes_its_own_retraining_runs(tmp_path: Path):
-    """searched() reads the best member's runs only (a run of another member, from an
-    earlier front, is ignored) and the table averages them."""
+    """searched() reads the best member's runs only (runs of another member, from an
+    earlier front, are ignored, also when that member had the same front index) and the
+    table averages them."""
     out = tmp_path / "search_texas"
     out.mkdir()
     pareto = _pareto(random.Random(2), 6)
     (out / "pareto.json").write_text(json.dumps(pareto))
     (out / "search.json").write_text(json.dumps({"wall_s": 120.0}))
     index = hetero.best_member(pareto)
+    trial = pareto["points"][index]["trial"]
     accs = [0.5 + 0.03 * s for s in range(hetero.SPLITS)]
     with open(out / "retrain.jsonl", "w") as f:
+        for other in ({"trial": trial + 100, "index": index}, {"trial": trial + 1}):
+            f.write(json.dumps({**other, "seed": 0, "test_acc": 0.0}) + "\n")
         for s in reversed(range(hetero.SPLITS)):
-            f.write(json.dumps({"index": index, "seed": s, "test_acc": accs[s]}) + "\n")
-        f.write(json.dumps({"index": index + 1, "seed": 0, "test_acc": 0.0}) + "\n")
+            row = {"trial": trial, "index": index, "seed": s, "test_acc": accs[s]}
+            f.write(json.dumps(row) + "\n")
     member = hetero.searched("texas", tmp_path)
     assert member is not None
     assert member["index"] == index
