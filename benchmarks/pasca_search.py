@@ -101,12 +101,15 @@ def run_search(dataset: str, out: Path, args: argparse.Namespace) -> None:
         warm_start=True,
     )
     start = time.perf_counter()
-    result = engine.run()
-    wall = time.perf_counter() - start
-    settings = json.loads((out / "search.json").read_text())
-    settings["command"] = shlex.join([sys.executable, *sys.argv])
-    settings["wall_s"] = round(settings.get("wall_s", 0.0) + wall, 1)
-    (out / "search.json").write_text(json.dumps(settings, indent=2))
+    try:
+        result = engine.run()
+    finally:  # an interrupted run's time counts too: the next run resumes its trials
+        wall = time.perf_counter() - start
+        if (out / "search.json").exists():
+            settings = json.loads((out / "search.json").read_text())
+            settings["command"] = shlex.join([sys.executable, *sys.argv])
+            settings["wall_s"] = round(settings.get("wall_s", 0.0) + wall, 1)
+            (out / "search.json").write_text(json.dumps(settings, indent=2))
     print(f"{out}: {len(result.trials)} trials, front {len(result.front)}, {wall:.0f} s")
 
 
