@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
+# The benchmark scripts import each other by module name from their folder; their tests
+# import them the same way (appended, so a script never shadows an installed package).
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 # Dataset copies go to a throw-away cache unless the caller chose one (make test does).
 if "SGAP_CACHE" not in os.environ:
     os.environ["SGAP_CACHE"] = tempfile.mkdtemp(prefix="sgap-test-cache-")

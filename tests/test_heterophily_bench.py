@@ -3,28 +3,19 @@ searched member and its retraining runs, the edge homophily and the published nu
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import random
 import re
-import sys
 from pathlib import Path
 
+import heterophily as hetero  # benchmarks/, on sys.path by conftest.py
 import numpy as np
 import pytest
 import torch
 
 from sgap_plugins.core.config import PRESETS
 from sgap_plugins.datasets import HETEROPHILY_DATASETS, PUBLISHED_METRIC
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-_spec = importlib.util.spec_from_file_location("heterophily", ROOT / "benchmarks/heterophily.py")
-assert _spec is not None and _spec.loader is not None
-hetero = importlib.util.module_from_spec(_spec)
-sys.modules["heterophily"] = hetero
-_spec.loader.exec_module(hetero)
 
 
 def _write_log(path: Path, rng: random.Random) -> dict[tuple[str, str], list[float]]:

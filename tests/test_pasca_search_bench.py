@@ -3,25 +3,16 @@ of a search, retrained on the search's hop stores, and their table."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 
+import pasca_search as pasca  # benchmarks/, on sys.path by conftest.py
 import pytest
 
 from sgap_plugins.core.config import SGAPConfig
 from sgap_plugins.core.trainer import run
 from sgap_plugins.datasets import load_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-_spec = importlib.util.spec_from_file_location("pasca_search", ROOT / "benchmarks/pasca_search.py")
-assert _spec is not None and _spec.loader is not None
-pasca = importlib.util.module_from_spec(_spec)
-sys.modules["pasca_search"] = pasca
-_spec.loader.exec_module(pasca)
 
 FAST = dict(epochs=20, patience=10, hidden=16)
 CONFIGS = {  # trial number: (validation accuracy, inference time, config)

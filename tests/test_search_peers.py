@@ -3,7 +3,6 @@ space, the peers' proposals, and the hypervolume table from stored trials."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -17,18 +16,13 @@ import pytest
 optuna = pytest.importorskip(
     "optuna", reason="optuna is the 'bench' extra, installed in the compat env (.venv) only"
 )
+import search_peers as peers  # noqa: E402  (benchmarks/, on sys.path by conftest.py)
+
 from sgap_plugins.core.config import SGAPConfig  # noqa: E402
 from sgap_plugins.core.search import DesignSpace, TrainingRanges  # noqa: E402
 from sgap_plugins.core.search.journal import Journal, Trial  # noqa: E402
 from sgap_plugins.core.search.space import ARCH_KEYS, INT_KEYS, AggregatorChoice  # noqa: E402
 from sgap_plugins.core.synthetic import csbm  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("search_peers", ROOT / "benchmarks/search_peers.py")
-assert _spec is not None and _spec.loader is not None
-peers = importlib.util.module_from_spec(_spec)
-sys.modules["search_peers"] = peers
-_spec.loader.exec_module(peers)
 
 SPACES = {
     "paper": DesignSpace.paper(),
@@ -290,12 +284,7 @@ def test_report_table_against_brute_force_hypervolume(tmp_path: Path):
 # OpenBox runs in its own env (make env-openbox, not part of make env): what needs it is
 # test_openbox_proposals_replay_a_live_run, which runs where .venv-openbox exists and fails
 # instead of skipping with SGAP_REQUIRE_OPENBOX=1.
-_aspec = importlib.util.spec_from_file_location(
-    "openbox_advisor", ROOT / "benchmarks/openbox_advisor.py"
-)
-assert _aspec is not None and _aspec.loader is not None
-advisor = importlib.util.module_from_spec(_aspec)
-_aspec.loader.exec_module(advisor)  # imports OpenBox only when it proposes
+import openbox_advisor as advisor  # noqa: E402  (imports OpenBox only when it proposes)
 
 
 def test_openbox_request_round_trips_the_history(tmp_path: Path):
