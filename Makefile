@@ -39,7 +39,9 @@ test-compat: env-compat
 test-latest: env-latest
 	scripts/run_pytest.sh $(LATEST) latest
 
-test: lint test-compat test-latest
+# Both envs are installed before any test runs, so the installs never compete for disk
+# with what the tests write.
+test: env lint test-compat test-latest
 
 docs: env-compat
 	.venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
