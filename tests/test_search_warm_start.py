@@ -220,3 +220,35 @@ def test_front_table_names_the_preset() -> None:
     rows = front_table(SearchResult.from_trials(trials, OBJECTIVES)).splitlines()[2:]
     assert [r.split()[1] for r in rows] == ["1", "0"]  # sorted by val_error
     assert rows[1].split()[2] == "(sgc)" and "(" not in rows[0].split()[2]
+
+
+def test_reference_presets_train_with_the_recipes(tmp_path: Path) -> None:
+    """The presets a search compares against (``presets.json``) are those of ``sgap train
+    --preset P --dataset D``: on a graph named Cora PaSca-V2 trains with its recipe's hidden
+    256, and its result equals ``trainer.run`` on propagation of the edge index. The cache
+    holds while seed and configurations match; a file without configurations (as written
+    before recipes applied) is evaluated again."""
+    from sgap_plugins.core.trainer import run
+
+    data = dataclasses.replace(small_graph(), name="cora")
+    out = tmp_path / "run"
+    search = SearchEngine(
+        data, out, 1, base_config=FAST, seed=3, progress=False, hop_cache=tmp_path / "hops"
+    )
+    refs = search.reference_presets()
+    stored = json.loads((out / "presets.json").read_text())
+    v2 = SGAPConfig.from_dict(stored["configs"]["pasca_v2"])
+    assert v2 == PRESETS["pasca_v2"].replace(
+        hidden=256, epochs=FAST.epochs, patience=FAST.patience
+    )
+    masks = (data.train_mask, data.val_mask, data.test_mask)
+    _, expected = run(data.edge_index, data.x, data.y, *masks, v2, seed=3)
+    assert refs["pasca_v2"]["val_acc"] == pytest.approx(expected.val_acc, abs=1e-6)
+    assert refs["pasca_v2"]["test_acc"] == pytest.approx(expected.test_acc, abs=1e-6)
+
+    marked = {**stored, "presets": {**refs, "sgc": {**refs["sgc"], "val_acc": -1.0}}}
+    (out / "presets.json").write_text(json.dumps(marked))
+    assert search.reference_presets()["sgc"]["val_acc"] == -1.0  # cached
+    del marked["configs"]
+    (out / "presets.json").write_text(json.dumps(marked))
+    assert search.reference_presets()["sgc"]["val_acc"] == refs["sgc"]["val_acc"]

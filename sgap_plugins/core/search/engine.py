@@ -350,9 +350,7 @@ class SearchEngine:
         already listed (the same model, :meth:`DesignSpace.model_key
         <sgap_plugins.core.search.DesignSpace.model_key>`) is not repeated (it keeps the
         first preset's name). When the space searches training hyperparameters, a
-        preset's come from the dataset's recipe (:func:`sgap_plugins.recipes.recipe` for
-        ``data.name``) when there is one, else from the preset itself, and are then moved
-        into the ranges
+        preset's come from :meth:`tuned_presets` and are then moved into the ranges
         (:meth:`DesignSpace.clip_training
         <sgap_plugins.core.search.DesignSpace.clip_training>`: continuous values clipped,
         ``hidden`` snapped to the nearest choice). Without training ranges a point is the
@@ -361,13 +359,10 @@ class SearchEngine:
         if not self.warm_start:
             return []
         if self._warm is None:
-            from ...recipes import recipe  # the package's data, not a core module
-
             points: list[tuple[str, dict[str, Any]]] = []
             seen: set[str] = set()
-            for name, config in PRESETS.items():
+            for name, config in self.tuned_presets().items():
                 if self.space.training is not None:
-                    config = config.replace(**(recipe(self.data.name, name) or {}))
                     config = self.space.clip_training(config)
                 try:
                     point = self.space.to_point(config)
@@ -493,23 +488,41 @@ class SearchEngine:
             )
         return self._context
 
+    def tuned_presets(self) -> dict[str, SGAPConfig]:
+        """The presets of :data:`~sgap_plugins.core.config.PRESETS` with the training values
+        validated for this dataset (:func:`sgap_plugins.recipes.recipe` for ``data.name``)
+        where there are some, else their own: what ``sgap train --preset P --dataset D``
+        trains. The warm start and the reference presets both start from these."""
+        from ...recipes import recipe  # the package's data, not a core module
+
+        return {
+            name: config.replace(**(recipe(self.data.name, name) or {}))
+            for name, config in PRESETS.items()
+        }
+
     def reference_presets(self) -> dict[str, dict[str, float]]:
-        """Objectives, validation and test accuracy of the presets on the search's hop
-        stores, with the search's training budget (epochs, patience) so that they compare
-        with the trials on equal terms; cached in ``<out>/presets.json`` per seed."""
+        """Objectives, validation and test accuracy of the presets (:meth:`tuned_presets`)
+        on the search's hop stores, with the search's training budget (epochs, patience) so
+        that they compare with the trials on equal terms. Cached in ``<out>/presets.json``
+        with the seed and the configurations, and evaluated again when either changed."""
         path = self.out / "presets.json"
+        configs = {
+            name: cfg.replace(epochs=self.base_config.epochs, patience=self.base_config.patience)
+            for name, cfg in self.tuned_presets().items()
+        }
+        records = {name: cfg.to_dict() for name, cfg in configs.items()}
         if path.exists():
             cached = _read_json(path)
-            if cached.get("seed") == self.seed and cached.get("presets"):
+            if (
+                cached.get("seed") == self.seed
+                and cached.get("configs") == records
+                and cached.get("presets")
+            ):
                 return dict(cached["presets"])
         if self.progress:
             print("evaluating the presets for comparison ...", file=sys.stderr, flush=True)
-        configs = {
-            name: cfg.replace(epochs=self.base_config.epochs, patience=self.base_config.patience)
-            for name, cfg in PRESETS.items()
-        }
         refs = evaluate_presets(self.prepare(), self.space.graph_aggregators, configs, self.seed)
-        path.write_text(json.dumps({"seed": self.seed, "presets": refs}, indent=2))
+        write_json_atomic(path, {"seed": self.seed, "configs": records, "presets": refs})
         return refs
 
     def run(self) -> SearchResult:
