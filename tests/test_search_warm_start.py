@@ -238,9 +238,7 @@ def test_reference_presets_train_with_the_recipes(tmp_path: Path) -> None:
     refs = search.reference_presets()
     stored = json.loads((out / "presets.json").read_text())
     v2 = SGAPConfig.from_dict(stored["configs"]["pasca_v2"])
-    assert v2 == PRESETS["pasca_v2"].replace(
-        hidden=256, epochs=FAST.epochs, patience=FAST.patience
-    )
+    assert v2 == PRESETS["pasca_v2"].replace(hidden=256, epochs=FAST.epochs, patience=FAST.patience)
     masks = (data.train_mask, data.val_mask, data.test_mask)
     _, expected = run(data.edge_index, data.x, data.y, *masks, v2, seed=3)
     assert refs["pasca_v2"]["val_acc"] == pytest.approx(expected.val_acc, abs=1e-6)
