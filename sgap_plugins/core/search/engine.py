@@ -192,8 +192,9 @@ class SearchEngine:
             (:func:`sgap_plugins.datasets.load_dataset`), recorded with the dataset's name
             and split fingerprint under ``"dataset"`` in ``search.json`` and ``pareto.json``
             (:func:`~sgap_plugins.core.search.evaluation.dataset_record`).
-        presets: evaluate the presets on the search's hop stores with its training budget
-            at the end (``presets.json``, stars on ``pareto.png``).
+        presets: evaluate the presets (:meth:`tuned_presets`: with the dataset's recipes)
+            on the search's hop stores with its training budget at the end
+            (``presets.json``, stars on ``pareto.png``).
         warm_start: propose the presets that lie in the space first
             (:meth:`warm_start_points`), then ``n_startup`` random proposals, then TPE.
     """
